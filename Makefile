@@ -1,0 +1,45 @@
+# The two commands a user needs:  `make reproduce` (the study) and `make test` (the tests).
+# Both create .venv with the pinned PyTorch and the project on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.assignlab-installed
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+PROFILE ?= cpu
+EXECUTOR ?= local
+WORKERS ?= 2
+
+.PHONY: venv test test-slow reproduce lab ext data clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_PINS)
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name assignlab --display-name "assignlab (.venv)" > /dev/null
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+ext: $(STAMP)
+	$(PY) -m assignlab.ops.build
+
+data: $(STAMP)
+	$(PY) -m assignlab data synth --out data/synth --split train --images 2000 --seed 0
+	$(PY) -m assignlab data synth --out data/synth --split val --images 500 --seed 1
+
+reproduce: $(STAMP)
+	$(PY) -m assignlab reproduce --profile $(PROFILE) --executor $(EXECUTOR) --workers $(WORKERS)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+
+clean:
+	rm -rf build .pytest_cache

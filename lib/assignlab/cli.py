@@ -1,0 +1,34 @@
+"""Command line: ``python -m assignlab <command> ...``.
+
+Each command lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``; modules are imported only when their command is used, so
+``python -m assignlab --help`` stays fast. Adding a command is one line in ``COMMANDS``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("assignlab.data.cli", "generate or inspect datasets (e.g. `data synth`)"),
+    "reproduce": ("assignlab.reproduce", "run every notebook with papermill into results/"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m assignlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:  # only the chosen command's module is imported
+            importlib.import_module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
+    return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)

@@ -1,0 +1,58 @@
+"""``python -m assignlab reproduce``: execute every notebook with papermill into ``results/``.
+
+Executed copies (with their outputs) go to ``results/notebooks/``; the sources under
+``notebooks/`` stay clean. Notebooks whose name starts with ``_`` are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+NOTEBOOK_DIR = Path("notebooks")
+OUTPUT_DIR = Path("results") / "notebooks"
+
+
+def notebooks_in_order(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+    """The quickstart first, then the rest alphabetically."""
+    found = sorted(p for p in notebook_dir.glob("*.ipynb") if not p.name.startswith("_"))
+    return sorted(found, key=lambda p: (p.stem != "quickstart", p.name))
+
+
+def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str = "python3") -> None:
+    import papermill
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=kernel, cwd=str(Path.cwd()), progress_bar=False)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", default="cpu", help="smoke (seconds), cpu (the laptop study) or a paper profile")
+    parser.add_argument("--executor", default="local", help="where runs train: local worker processes")
+    parser.add_argument("--workers", type=int, default=2, help="parallel training runs (local executor)")
+    parser.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run; default all")
+    parser.add_argument("--out", default=str(OUTPUT_DIR), help="folder for the executed notebooks")
+
+
+def run(args: argparse.Namespace) -> int:
+    notebooks = notebooks_in_order()
+    if args.only:
+        notebooks = [p for p in notebooks if p.stem in set(args.only)]
+    parameters = {"profile": args.profile, "executor": args.executor, "workers": args.workers}
+    failed = []
+    for source in notebooks:
+        output = Path(args.out) / source.name
+        start = time.time()
+        print(f"[reproduce] {source} -> {output}", flush=True)
+        try:
+            execute_notebook(source, output, parameters)
+        except Exception as err:  # one failing notebook must not stop the others
+            failed.append(source.name)
+            print(f"[reproduce] FAILED {source.name}: {type(err).__name__}: {str(err)[:500]}", file=sys.stderr)
+            continue
+        print(f"[reproduce] done {source.name} in {time.time() - start:.0f} s", flush=True)
+    if failed:
+        print(f"[reproduce] {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
