@@ -13,7 +13,13 @@ import sys
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("assignlab.data.cli", "generate or inspect datasets (e.g. `data synth`)"),
+    "train": ("assignlab.engine.train_command", "train one run (config + seed) into a run folder"),
+    "eval": ("assignlab.engine.eval_command", "COCO metrics of a checkpoint"),
     "reproduce": ("assignlab.reproduce", "run every notebook with papermill into results/"),
+    "study": ("assignlab.study.cli", "run a paper table of the study, list the tables, show run states"),
+    "describe": ("assignlab.models.describe", "print a preset's module tree and parameter count"),
+    "import-checkpoint": ("assignlab.checkpoints.cli", "import released DETA weights (official or transformers layout)"),
+    "predict": ("assignlab.predict", "detections on one image as JSON, optionally drawn to a PNG"),
 }
 
 

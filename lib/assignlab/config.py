@@ -43,7 +43,7 @@ class ModelConfig:
     query_nms_iou: float = 0.9            # IoU of the per-level NMS in query selection
     anchor_scale: float = 0.05            # anchor side = anchor_scale * 2**level (normalised)
     select_valid_proposals_only: bool = True  # False: released code (padding tokens selectable)
-    msda_impl: str = "auto"               # deformable attention: "auto", "reference" or compiled
+    msda_impl: str = "auto"               # deformable attention op: "auto", "cpp", "cuda", "reference"
     postprocess: str = "nms"              # "nms" (DETA) or "topk" (end-to-end)
     postprocess_nms_iou: float = 0.7
     postprocess_pre_topk: int = 10000
@@ -71,7 +71,7 @@ class AssignConfig:
     stage2_iou_threshold: float = 0.6
     stage2_allow_low_quality: bool = True
     stage2_positive_fraction: float = 0.25
-    object_balance_k: int | None = 4      # DETA's K; None = infinity (no balancing)
+    object_balance_k: int | None = 4      # DETA's K, both stages; None = infinity (no balancing)
     topk_behaviour: str = "released"      # "released" (a prediction may serve two GTs) or "fixed"
     mixed_k: int = 3                      # Align-DETR: GT copies on encoder and auxiliary layers
     k_cap: str = "released"               # "released" (cap carries over the batch) or "per_image"

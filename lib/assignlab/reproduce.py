@@ -1,7 +1,8 @@
 """``python -m assignlab reproduce``: execute every notebook with papermill into ``results/``.
 
 Executed copies (with their outputs) go to ``results/notebooks/``; the sources under
-``notebooks/`` stay clean. Notebooks whose name starts with ``_`` are skipped.
+``notebooks/`` stay clean. Notebooks whose name starts with ``_`` are skipped. At the end
+``results/README.md`` is regenerated: an index of every table, figure and verdict.
 """
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"[reproduce] FAILED {source.name}: {type(err).__name__}: {str(err)[:500]}", file=sys.stderr)
             continue
         print(f"[reproduce] done {source.name} in {time.time() - start:.0f} s", flush=True)
+    from assignlab.study.index import write_results_index
+
+    print(f"[reproduce] index: {write_results_index(OUTPUT_DIR.parent)}", flush=True)
     if failed:
         print(f"[reproduce] {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

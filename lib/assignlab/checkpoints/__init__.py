@@ -1,0 +1,1 @@
+"""Released DETA checkpoints: read them, map their keys onto our detector, write our checkpoint."""

@@ -1,0 +1,210 @@
+"""A training run: (config, seed) -> checkpoints, a JSONL log and a final result JSON.
+
+Files in the run's folder:
+    checkpoint.pth   written after every epoch (model, optimiser, schedule, RNG, curve)
+    log.jsonl        one line per logged step and per epoch
+    result.json      written once at the end: config, seed, metrics, curve, timings, versions
+
+A run started again on the same folder resumes from ``checkpoint.pth`` and ends with the same
+metrics as an uninterrupted run (same RNG states, same data order per epoch).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import random
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from assignlab.config import Config
+from assignlab.data.build import build_dataset
+from assignlab.engine import distributed as dist
+from assignlab.engine.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
+from assignlab.engine.loop import (
+    GlobalBatchSampler,
+    NonFiniteLossError,
+    PerImageSeededDataset,
+    evaluate_model,
+    make_loader,
+    train_one_epoch,
+)
+from assignlab.engine.optim import build_optimizer
+from assignlab.losses.criterion import Criterion
+from assignlab.models.build import build_model, build_postprocessor
+
+CHECKPOINT_NAME = "checkpoint.pth"
+LOG_NAME = "log.jsonl"
+RESULT_NAME = "result.json"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def software_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for package in ("assignlab", "torch", "torchvision", "numpy", "scipy", "pycocotools"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def resolve_config(cfg: Config, dataset) -> Config:
+    """The config as trained: ``model.num_classes`` set from the dataset's categories."""
+    return cfg.override({"model.num_classes": len(dataset.category_ids)})
+
+
+def area_image_size(cfg: Config) -> int | None:
+    """Image side for the scaled area ranges (synthetic data) or None (COCO's ranges)."""
+    return cfg.data.synth_image_size if cfg.data.synthetic else None
+
+
+def train_run(
+    cfg: Config,
+    seed: int,
+    out_dir: str | Path,
+    device: str = "cpu",
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+    max_steps_per_epoch: int | None = None,
+) -> dict[str, Any] | None:
+    """Train (or resume) the run in ``out_dir``; returns the result dict when it finishes.
+
+    Args:
+        stop_after_epochs: leave after this many epochs in total (the run stays resumable),
+            returning None; used to split a run over several sessions and by tests.
+        max_steps_per_epoch: cap the steps of each epoch (quick checks; recorded in the result).
+    """
+    out = Path(out_dir)
+    distributed = dist.init_distributed(device)
+    torch_device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if device == "cuda" else device)
+    if dist.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    dist.barrier()
+    result_path = out / RESULT_NAME
+    if result_path.exists():
+        return json.loads(result_path.read_text())
+
+    seed_everything(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True) if dist.is_main_process() else None
+    dist.barrier()  # rank 0 generates a missing synthetic split; the others wait for it
+    train_set = train_set or build_dataset(cfg.data, cfg.data.train_split, train=True)
+    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False)
+    cfg = resolve_config(cfg, train_set)
+
+    model = build_model(cfg.model).to(torch_device)
+    criterion = Criterion.from_config(cfg)
+    postprocess = build_postprocessor(cfg.model)
+    optimizer, scheduler = build_optimizer(model, cfg.train)
+
+    start_epoch, curve, wall_before = 0, [], 0.0
+    checkpoint_path = out / CHECKPOINT_NAME
+    if checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path)
+        if state["config"] != cfg.to_dict() or state["seed"] != seed:
+            raise ValueError(f"{checkpoint_path} belongs to another config or seed; use a new --out folder")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        restore_rng_states(state["rng"])
+        start_epoch, curve, wall_before = state["epoch"] + 1, state["curve"], state["wall_time_s"]
+
+    train_model = model
+    if distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+
+    def log(record: dict) -> None:
+        if dist.is_main_process():
+            with open(out / LOG_NAME, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    run_start = time.time()
+    if start_epoch == 0:
+        log({"event": "start", "config": cfg.to_dict(), "seed": seed, "world_size": dist.world_size()})
+    else:
+        log({"event": "resume", "epoch": start_epoch})
+    per_process_batch = cfg.train.batch_size // dist.world_size()
+    for epoch in range(start_epoch, cfg.train.epochs):
+        if stop_after_epochs is not None and epoch >= stop_after_epochs:
+            return None
+        sampler = GlobalBatchSampler(len(train_set), cfg.train.batch_size, seed, epoch, dist.rank(), dist.world_size())
+        loader = make_loader(PerImageSeededDataset(train_set, seed, epoch), sampler, cfg.data.num_workers, seed * 1000 + epoch)
+        try:
+            summary = train_one_epoch(
+                train_model, criterion, loader, optimizer, torch_device, epoch,
+                clip_max_norm=cfg.train.clip_max_norm, amp=cfg.train.amp, log=log, progress=progress,
+                max_steps=max_steps_per_epoch,
+            )
+        except NonFiniteLossError as err:
+            kept = f"the last good checkpoint {checkpoint_path} (after epoch {epoch - 1}) is kept" if epoch > 0 else "no checkpoint was written yet"
+            log({"event": "non_finite_loss", "epoch": epoch, "message": str(err)})
+            raise NonFiniteLossError(f"run {out}: {err}; stopping, {kept}") from None
+        scheduler.step()
+        point = {"epoch": epoch, **summary}
+        last = epoch == cfg.train.epochs - 1
+        if last or (epoch + 1) % cfg.train.eval_every == 0:
+            point.update(evaluate_model(model, postprocess, val_set, torch_device, per_process_batch, area_image_size(cfg), progress))
+        curve.append(point)
+        log({"event": "epoch", **point})
+        if progress and dist.is_main_process():
+            metrics = f", AP {point['AP']:.1f}, AP50 {point['AP50']:.1f}" if "AP" in point else ""
+            tqdm.write(f"epoch {epoch}: loss {point.get('train_loss', float('nan')):.3f}, {point['train_images_per_s']:.1f} img/s{metrics}")
+        if dist.is_main_process():
+            save_checkpoint(
+                checkpoint_path, model=model.state_dict(), optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                rng=rng_states(), epoch=epoch, curve=curve, config=cfg.to_dict(), seed=seed,
+                wall_time_s=wall_before + time.time() - run_start,
+            )
+        dist.barrier()
+
+    final = curve[-1]
+    result = {
+        "config": cfg.to_dict(),
+        "config_hash": cfg.stable_hash(),
+        "seed": seed,
+        "metrics": {k: final[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")},
+        "curve": curve,
+        "wall_time_s": wall_before + time.time() - run_start,
+        "train_images_per_s": float(np.mean([p["train_images_per_s"] for p in curve])),
+        "eval_images_per_s": final["eval_images_per_s"],
+        "max_steps_per_epoch": max_steps_per_epoch,
+        "world_size": dist.world_size(),
+        "device": device,
+        "threads": torch.get_num_threads(),
+        "versions": software_versions(),
+        "git_commit": git_commit(),
+    }
+    if dist.is_main_process():
+        write_json_atomic(result_path, result)
+    dist.barrier()
+    return result

@@ -1,0 +1,255 @@
+"""Two-stage Deformable-DETR with iterative box refinement: the DETA architecture.
+
+Module names mirror Deformable-DETR/DETA (``input_proj``, ``level_embed``, ``encoder.layers``,
+``decoder.layers``, ``enc_output``/``enc_output_norm``, ``pos_trans``/``pos_trans_norm``,
+``pix_trans``/``pix_trans_norm``, ``class_embed``/``bbox_embed`` with one head per decoder layer plus
+one for the encoder proposals), so released checkpoints map onto it by renaming keys.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from assignlab.config import ModelConfig
+from assignlab.models.decoder import DeformableDecoder, DeformableDecoderLayer
+from assignlab.models.encoder import DeformableEncoder, DeformableEncoderLayer
+from assignlab.models.ms_deform_attn import MSDeformAttn
+from assignlab.models.position_encoding import SinePositionEncoding, proposal_position_embedding
+from assignlab.models.query_selection import select_queries
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (the box head)."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [input_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, dims[1:] + [output_dim]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < len(self.layers) - 1:
+                x = torch.relu(x)
+        return x
+
+
+def token_anchors(spatial_shapes: torch.Tensor, padding_mask: torch.Tensor,
+                  anchor_scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed anchors of the encoder tokens and each token's level.
+
+    A token (i, j) of level l gets the box centred at ((j + 0.5) / valid_W_l, (i + 0.5) / valid_H_l)
+    with w = h = anchor_scale * 2**l, normalised to the unpadded image.
+    spatial_shapes [L, 2]; padding_mask [B, S] -> anchors [B, S, 4] cxcywh, level_ids [S] long.
+    """
+    batch = padding_mask.shape[0]
+    anchors, level_ids, start = [], [], 0
+    for level, (height, width) in enumerate(spatial_shapes.tolist()):
+        level_mask = padding_mask[:, start:start + height * width].view(batch, height, width)
+        valid_h = (~level_mask[:, :, 0]).sum(1).float()
+        valid_w = (~level_mask[:, 0, :]).sum(1).float()
+        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=padding_mask.device),
+                                torch.arange(width, dtype=torch.float32, device=padding_mask.device),
+                                indexing="ij")
+        centres = torch.stack([xs, ys], -1)[None] + 0.5  # (1, H, W, 2)
+        centres = centres / torch.stack([valid_w, valid_h], -1).view(batch, 1, 1, 2)
+        sizes = torch.full_like(centres, anchor_scale * 2.0 ** level)
+        anchors.append(torch.cat([centres, sizes], -1).view(batch, -1, 4))
+        level_ids.append(torch.full((height * width,), level, dtype=torch.long, device=padding_mask.device))
+        start += height * width
+    return torch.cat(anchors, 1), torch.cat(level_ids)
+
+
+def valid_ratios_of(mask: torch.Tensor) -> torch.Tensor:
+    """mask [B, H, W] -> [B, 2] (valid width / W, valid height / H), read on the first row/column."""
+    _, height, width = mask.shape
+    valid_h = (~mask[:, :, 0]).sum(1).float()
+    valid_w = (~mask[:, 0, :]).sum(1).float()
+    return torch.stack([valid_w / width, valid_h / height], -1)
+
+
+class TwoStageDeformableDETR(nn.Module):
+    """forward(images [B, 3, H, W], mask [B, H, W] bool True at padding) -> output dict of the contract.
+
+    Output dict: ``pred_logits`` [B, Q, C], ``pred_boxes`` [B, Q, 4] cxcywh, ``pred_iou`` [B, Q, 1]
+    (only with ``iou_branch``), ``aux_outputs`` (decoder layers 0..L-2, same keys), ``enc_outputs``
+    {``pred_logits`` [B, S, C], ``pred_boxes`` [B, S, 4], ``anchors`` [B, S, 4], ``valid`` [B, S]},
+    ``proposal_boxes`` [B, Q, 4] (detached selected proposals), ``proposal_indices`` [B, Q] (their tokens).
+    """
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        d = config.hidden_dim
+        self.config = config
+        self.num_queries = config.num_queries
+        self.num_feature_levels = config.num_feature_levels
+        self.num_backbone_levels = min(config.num_feature_levels, len(backbone.strides))
+        self.backbone = backbone
+        self.position_encoding = SinePositionEncoding(d // 2)
+
+        in_channels = list(backbone.num_channels)[-self.num_backbone_levels:]
+        projections = [nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d)) for c in in_channels]
+        extra_in = in_channels[-1]
+        for _ in range(config.num_feature_levels - self.num_backbone_levels):
+            projections.append(nn.Sequential(nn.Conv2d(extra_in, d, 3, stride=2, padding=1), nn.GroupNorm(32, d)))
+            extra_in = d
+        self.input_proj = nn.ModuleList(projections)
+        self.level_embed = nn.Parameter(torch.empty(config.num_feature_levels, d))
+
+        self.encoder = DeformableEncoder(
+            DeformableEncoderLayer(d, config.dim_feedforward, config.dropout, config.num_feature_levels,
+                                   config.nheads, config.enc_n_points, config.msda_impl),
+            config.enc_layers)
+        self.decoder = DeformableDecoder(
+            DeformableDecoderLayer(d, config.dim_feedforward, config.dropout, config.num_feature_levels,
+                                   config.nheads, config.dec_n_points, self_attn=config.dec_self_attn,
+                                   cross_attn=config.dec_cross_attn, msda_impl=config.msda_impl),
+            config.dec_layers)
+        self.enc_output = nn.Linear(d, d)
+        self.enc_output_norm = nn.LayerNorm(d)
+        self.pos_trans = nn.Linear(2 * d, 2 * d)
+        self.pos_trans_norm = nn.LayerNorm(2 * d)
+        self.pix_trans = nn.Linear(d, d)
+        self.pix_trans_norm = nn.LayerNorm(d)
+
+        # heads 0..dec_layers-1 for the decoder layers, head dec_layers for the encoder proposals
+        class_head = nn.Linear(d, config.num_classes)
+        box_head = MLP(d, d, 4, 3)
+        self.class_embed = nn.ModuleList(copy.deepcopy(class_head) for _ in range(config.dec_layers + 1))
+        self.bbox_embed = nn.ModuleList(copy.deepcopy(box_head) for _ in range(config.dec_layers + 1))
+        self.iou_embed = (nn.ModuleList(nn.Linear(d, 1) for _ in range(config.dec_layers))
+                          if config.iou_branch else None)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        """Deformable-DETR's initialisation (the backbone keeps its own)."""
+        for module in (self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans):
+            for parameter in module.parameters():
+                if parameter.dim() > 1:
+                    nn.init.xavier_uniform_(parameter)
+        for module in self.modules():
+            if isinstance(module, MSDeformAttn):
+                module.reset_parameters()
+        nn.init.normal_(self.level_embed)
+        for projection in self.input_proj:
+            nn.init.xavier_uniform_(projection[0].weight, gain=1)
+            nn.init.constant_(projection[0].bias, 0)
+        prior_bias = -math.log((1 - 0.01) / 0.01)  # initial foreground probability 0.01
+        for class_head, box_head in zip(self.class_embed, self.bbox_embed):
+            nn.init.constant_(class_head.bias, prior_bias)
+            nn.init.constant_(box_head.layers[-1].weight, 0)
+            nn.init.constant_(box_head.layers[-1].bias, 0)
+
+    # ----------------------------------------------------------------------------------- inputs
+    @staticmethod
+    def _check_inputs(images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
+        if images.shape[0] == 0:
+            raise ValueError("images is an empty batch")
+        if not images.is_floating_point():
+            raise ValueError(f"images must be floating point (normalised), got {images.dtype}")
+        if not torch.isfinite(images).all():
+            raise ValueError("images contain NaN or infinite values")
+        if mask is None:
+            return torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool, device=images.device)
+        if mask.dtype != torch.bool or mask.shape != (images.shape[0], *images.shape[2:]):
+            raise ValueError(f"mask must be a bool [B, H, W] tensor matching images {tuple(images.shape)}, "
+                             f"got {mask.dtype} {tuple(mask.shape)}")
+        return mask
+
+    def _feature_levels(self, images: torch.Tensor, mask: torch.Tensor):
+        """Projected feature maps [B, d, H_l, W_l], their padding masks and position embeddings."""
+        features = self.backbone(images)[-self.num_backbone_levels:]
+        sources = []
+        for level in range(self.num_feature_levels):
+            if level < self.num_backbone_levels:
+                level_input = features[level]
+            else:  # extra levels: stride-2 convolutions on C5, then on the previous extra level
+                level_input = features[-1] if level == self.num_backbone_levels else sources[-1]
+            conv, norm = self.input_proj[level]
+            projected = conv(level_input)
+            per_group = projected.shape[1] // norm.num_groups * projected.shape[2] * projected.shape[3]
+            if per_group < 2:
+                raise ValueError(f"images of size {tuple(images.shape[2:])} are too small: feature level "
+                                 f"{level} is {tuple(projected.shape[2:])}, too few values for GroupNorm")
+            sources.append(norm(projected))
+        masks = [F.interpolate(mask[None].float(), size=src.shape[-2:]).to(torch.bool)[0] for src in sources]
+        for level, level_mask in enumerate(masks):
+            empty = (valid_ratios_of(level_mask) == 0).any(1).nonzero()[:, 0]
+            if empty.numel():
+                raise ValueError(f"image {int(empty[0])} has no unpadded pixel at feature level {level} "
+                                 f"(map {tuple(level_mask.shape[1:])}): its valid region is too small")
+        positions = [self.position_encoding(level_mask).to(src.dtype) for src, level_mask in zip(sources, masks)]
+        return sources, masks, positions
+
+    # ---------------------------------------------------------------------------------- forward
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        mask = self._check_inputs(images, mask)
+        sources, masks, positions = self._feature_levels(images, mask)
+        return self.forward_transformer(sources, masks, positions)
+
+    def forward_transformer(self, sources: list[torch.Tensor], masks: list[torch.Tensor],
+                            positions: list[torch.Tensor]) -> dict:
+        """Encoder, query selection, decoder and heads on projected features.
+
+        sources: per level [B, d, H_l, W_l]; masks: per level [B, H_l, W_l] bool (True at padding);
+        positions: per level [B, d, H_l, W_l]. Returns the output dict of ``forward``.
+        """
+        device = sources[0].device
+        spatial_shapes = torch.as_tensor([src.shape[-2:] for src in sources], dtype=torch.long, device=device)
+        level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
+        valid_ratios = torch.stack([valid_ratios_of(m) for m in masks], 1)  # (B, L, 2)
+        src_flat = torch.cat([src.flatten(2).transpose(1, 2) for src in sources], 1)  # (B, S, d)
+        mask_flat = torch.cat([m.flatten(1) for m in masks], 1)  # (B, S)
+        pos_flat = torch.cat([pos.flatten(2).transpose(1, 2) + self.level_embed[level]
+                              for level, pos in enumerate(positions)], 1)
+
+        memory = self.encoder(src_flat, spatial_shapes, level_start_index, valid_ratios, pos_flat, mask_flat)
+
+        # first stage: one proposal per token, relative to its fixed anchor
+        anchors, level_ids = token_anchors(spatial_shapes, mask_flat, self.config.anchor_scale)
+        valid = ((anchors > 0.01) & (anchors < 0.99)).all(-1) & ~mask_flat  # (B, S)
+        anchors_unact = torch.log(anchors / (1 - anchors)).masked_fill(~valid[..., None], float("inf"))
+        output_memory = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid[..., None], 0.0)))
+        head = self.config.dec_layers
+        enc_logits = self.class_embed[head](output_memory)  # (B, S, C)
+        enc_coord_unact = self.bbox_embed[head](output_memory) + anchors_unact  # (B, S, 4)
+        enc_boxes = enc_coord_unact.sigmoid()
+
+        indices = select_queries(
+            enc_logits[..., 0], enc_boxes, level_ids, valid, self.num_queries, self.num_feature_levels,
+            method=self.config.query_selection, topk_per_level=self.config.proposal_topk_per_level,
+            iou_threshold=self.config.query_nms_iou, valid_only=self.config.select_valid_proposals_only)
+
+        # second stage: queries from the selected proposals (position from the box, content from memory)
+        gather = indices[..., None]
+        proposals_unact = torch.gather(enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
+        reference_points = proposals_unact.sigmoid()
+        d = self.config.hidden_dim
+        query_pos, tgt = self.pos_trans_norm(
+            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
+        selected_memory = torch.gather(output_memory, 1, gather.expand(-1, -1, d)).detach()
+        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
+
+        hidden_states, boxes = self.decoder(tgt, reference_points, memory, spatial_shapes, level_start_index,
+                                            valid_ratios, query_pos, mask_flat, self.bbox_embed)
+        per_layer = []
+        for layer, (hidden, box) in enumerate(zip(hidden_states, boxes)):
+            output = {"pred_logits": self.class_embed[layer](hidden), "pred_boxes": box}
+            if self.iou_embed is not None:
+                output["pred_iou"] = self.iou_embed[layer](hidden)
+            per_layer.append(output)
+
+        result = dict(per_layer[-1])
+        result["aux_outputs"] = per_layer[:-1]
+        result["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes,
+                                 "anchors": anchors, "valid": valid}
+        result["proposal_boxes"] = reference_points
+        result["proposal_indices"] = indices
+        return result

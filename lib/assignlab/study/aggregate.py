@@ -1,0 +1,201 @@
+"""From result files to a table: per row the mean and 95% interval over seeds beside the paper's
+number; per claim the paired contrast over seeds, its interval and the verdict.
+
+Reads only ``results/runs/<table>/<run-id>.json`` (which runs belong to the table comes from its
+spec); writes ``results/tables/<table>.csv``, ``<table>_claims.csv``, ``<table>.md`` and
+``results/figures/<table>.png``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from assignlab.study.paper import paper_value
+from assignlab.study.runner import StudyPaths, TableRunReport, plan_runs, read_json
+from assignlab.study.specs import Claim, TableSpec, get_table
+from assignlab.study.stats import t_interval, verdict
+
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+def collect_results(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
+                    data_root: str | None = None) -> pd.DataFrame:
+    """Long table, one line per (row, seed) that has a result file: row, seed, run_id, the COCO
+    metrics and wall_time_s. Rows that share a run each get its line."""
+    spec = get_table(table)
+    paths = StudyPaths.make(results_dir)
+    lines = []
+    for run in plan_runs(spec, profile, seeds, data_root):
+        path = paths.result_file(spec.name, run.run_id)
+        if not path.exists():
+            continue
+        record = read_json(path)
+        metrics = record.get("metrics")
+        if not isinstance(metrics, dict) or "AP" not in metrics:
+            raise ValueError(f"{path}: field 'metrics' lacks 'AP'")
+        for row in run.rows:
+            lines.append({"row": row, "seed": run.seed, "run_id": run.run_id,
+                          **{m: float(metrics.get(m, math.nan)) for m in METRICS},
+                          "wall_time_s": float(record.get("wall_time_s", math.nan))})
+    return pd.DataFrame(lines, columns=["row", "seed", "run_id", *METRICS, "wall_time_s"])
+
+
+def summarize_rows(spec: TableSpec, results: pd.DataFrame, metric: str = "AP") -> pd.DataFrame:
+    """One line per row of the spec (then the paper-only rows): ours (mean), ci95 (half-width),
+    n_seeds, paper, note."""
+    lines = []
+    for row in spec.rows:
+        values = results.loc[results["row"] == row.label, metric].dropna()
+        interval = t_interval(values)
+        paper = paper_value(spec.paper_stem, row.paper) if row.paper is not None else math.nan
+        lines.append({"row": row.label, "ours": interval.mean, "ci95": interval.half_width, "n_seeds": interval.n,
+                      "paper": paper, "note": row.note})
+    for row in spec.paper_only:
+        lines.append({"row": row.label, "ours": math.nan, "ci95": math.nan, "n_seeds": 0,
+                      "paper": paper_value(spec.paper_stem, row.paper), "note": f"paper only: {row.note}"})
+    return pd.DataFrame(lines, columns=["row", "ours", "ci95", "n_seeds", "paper", "note"])
+
+
+def claim_contrasts(claim: Claim, results: pd.DataFrame) -> pd.Series:
+    """Per seed (index), sum_r weights[r] * metric(r, seed), over the seeds that have every row."""
+    wide = results.pivot_table(index="seed", columns="row", values=claim.metric, aggfunc="first")
+    missing = [r for r in claim.weights if r not in wide.columns]
+    if missing:
+        return pd.Series(dtype=float)
+    wide = wide[list(claim.weights)].dropna()
+    return wide.mul(pd.Series(claim.weights)).sum(axis=1)
+
+
+def describe_direction(claim: Claim) -> str:
+    return f"|d| < {claim.margin:g}" if claim.direction == "equivalent" else f"d {claim.direction} 0"
+
+
+def contrast_text(claim: Claim) -> str:
+    terms = []
+    for row, weight in claim.weights.items():
+        sign = "-" if weight < 0 else "+"
+        size = "" if abs(weight) == 1 else f"{abs(weight):g} "
+        terms.append(f"{sign} {size}[{row}]")
+    text = " ".join(terms)
+    return text[2:] if text.startswith("+ ") else text
+
+
+def evaluate_claims(spec: TableSpec, results: pd.DataFrame) -> pd.DataFrame:
+    """One line per claim: claim, contrast d, test, mean, ci95, low, high, n_seeds, paper (the same
+    contrast of the paper's numbers) and verdict."""
+    lines = []
+    for claim in spec.claims:
+        per_seed = claim_contrasts(claim, results)
+        interval = t_interval(per_seed.to_numpy())
+        refs = [spec.row(r).paper for r in claim.weights]
+        paper = (sum(w * paper_value(spec.paper_stem, ref) for w, ref in zip(claim.weights.values(), refs))
+                 if all(ref is not None for ref in refs) else math.nan)
+        lines.append({"claim": claim.statement, "contrast": contrast_text(claim), "test": describe_direction(claim),
+                      "mean": interval.mean, "ci95": interval.half_width, "low": interval.low, "high": interval.high,
+                      "n_seeds": interval.n, "paper": paper, "verdict": verdict(interval, claim.direction, claim.margin)})
+    return pd.DataFrame(lines, columns=["claim", "contrast", "test", "mean", "ci95", "low", "high", "n_seeds",
+                                        "paper", "verdict"])
+
+
+# ------------------------------------------------------------------------------------- output
+def _cell(value: Any, digits: int) -> str:
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|")
+
+
+def to_markdown(frame: pd.DataFrame, digits: int = 1) -> str:
+    """A GitHub-flavoured Markdown table (floats with ``digits`` decimals, NaN as empty)."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    body = ["| " + " | ".join(_cell(v, digits) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+@dataclass
+class TableResult:
+    """What a table notebook shows: rows, claims, the long per-seed results and the files written."""
+
+    spec: TableSpec
+    profile: str
+    rows: pd.DataFrame
+    claims: pd.DataFrame
+    results: pd.DataFrame
+    files: dict[str, Path]
+    report: TableRunReport | None = None
+
+    @property
+    def figure_path(self) -> Path:
+        return self.files["figure"]
+
+    def styled(self):
+        """The rows as a pandas Styler (ours with its interval beside the paper's number)."""
+        return (self.rows.style.format({"ours": "{:.1f}", "ci95": "± {:.1f}", "paper": "{:.1f}"}, na_rep="")
+                .set_caption(f"{self.spec.title} (profile {self.profile})").hide(axis="index"))
+
+    def styled_claims(self):
+        colours = {"reproduced": "background-color: #c8e6c9", "not reproduced": "background-color: #ffcdd2"}
+        return (self.claims.style.format({c: "{:+.2f}" for c in ("mean", "low", "high", "paper")} | {"ci95": "± {:.2f}"},
+                                         na_rep="")
+                .map(lambda v: colours.get(v, ""), subset=["verdict"]).hide(axis="index"))
+
+
+def markdown_report(spec: TableSpec, profile: str, rows: pd.DataFrame, claims: pd.DataFrame) -> str:
+    parts = [f"# {spec.title}", "", f"Profile `{profile}`; ours = mean over seeds, ci95 = half-width of the 95% "
+             "t-interval; paper = the paper's number (COCO, ResNet-50).", "", to_markdown(rows), "",
+             "## Claims", "", to_markdown(claims.drop(columns=["low", "high"]), digits=2)]
+    if spec.notes:
+        parts += ["", f"Note: {spec.notes}"]
+    return "\n".join(parts) + "\n"
+
+
+def plot_table(spec: TableSpec, rows: pd.DataFrame, results: pd.DataFrame, path: Path) -> Path:
+    """Ours (per-seed points, mean with 95% interval) beside the paper's numbers, one panel each."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    trained = rows[rows["n_seeds"] > 0]
+    order = list(rows["row"])
+    sns.set_theme(style="whitegrid", context="notebook")
+    height = max(3.0, 0.35 * len(order) + 1.2)
+    fig, (ours_ax, paper_ax) = plt.subplots(1, 2, figsize=(11, height), sharey=True)
+    if len(results):
+        sns.stripplot(data=results, y="row", x="AP", order=order, ax=ours_ax, color="0.6", size=4, jitter=0.15)
+    positions = [order.index(r) for r in trained["row"]]
+    ours_ax.errorbar(trained["ours"], positions, xerr=np.nan_to_num(trained["ci95"].to_numpy()), fmt="o",
+                     color="C0", capsize=3, label="mean, 95% CI")
+    ours_ax.set(title="ours", xlabel="AP (synthetic val)", ylabel="")
+    sns.barplot(data=rows, y="row", x="paper", order=order, ax=paper_ax, color="C1")
+    paper_ax.set(title="paper", xlabel="AP (COCO val)", ylabel="")
+    fig.suptitle(spec.title, fontsize=11)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def aggregate_table(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
+                    data_root: str | None = None, report: TableRunReport | None = None) -> TableResult:
+    """Aggregate the table's result files and write its CSV, Markdown and figure."""
+    spec = get_table(table)
+    results = collect_results(spec, profile, seeds, results_dir, data_root)
+    rows = summarize_rows(spec, results)
+    claims = evaluate_claims(spec, results)
+    out = Path(results_dir)
+    files = {"csv": out / "tables" / f"{spec.name}.csv", "claims_csv": out / "tables" / f"{spec.name}_claims.csv",
+             "markdown": out / "tables" / f"{spec.name}.md", "figure": out / "figures" / f"{spec.name}.png"}
+    files["csv"].parent.mkdir(parents=True, exist_ok=True)
+    rows.to_csv(files["csv"], index=False, float_format="%.4f")
+    claims.to_csv(files["claims_csv"], index=False, float_format="%.4f")
+    files["markdown"].write_text(markdown_report(spec, profile, rows, claims))
+    plot_table(spec, rows, results, files["figure"])
+    return TableResult(spec, profile, rows, claims, results, files, report)

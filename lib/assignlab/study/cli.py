@@ -1,0 +1,58 @@
+"""``python -m assignlab study``: list the tables, run one, or show the state of its runs.
+
+    python -m assignlab study list
+    python -m assignlab study run --table deta_table1 --profile smoke --workers 2
+    python -m assignlab study status --table deta_table5 --profile cpu
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sub.add_parser("list", help="the tables, their rows and runs per profile")
+    for name, help_text in (("run", "train the missing runs of a table, then write its table and figure"),
+                            ("status", "each run of a table: finished / running / failed / interrupted / missing")):
+        action = sub.add_parser(name, help=help_text)
+        action.add_argument("--table", required=True, help="table name (see `study list`)")
+        action.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+        action.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
+        action.add_argument("--results-dir", default="results")
+        action.add_argument("--cache-dir", default=None, help="training folders (default: work-cache/runs)")
+        action.add_argument("--data-root", default=None, help="replaces data.root of every run")
+        if name == "run":
+            action.add_argument("--workers", type=int, default=2)
+            action.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+            action.add_argument("--executor", default="local")
+            action.add_argument("--device", default="cpu")
+
+
+def run(args: argparse.Namespace) -> int:
+    from assignlab.study.runner import plan_runs, table_status
+    from assignlab.study.specs import PROFILES, TABLES
+
+    if args.action == "list":
+        for spec in TABLES.values():
+            counts = ", ".join(f"{p}: {len(plan_runs(spec, p))}" for p in PROFILES)
+            print(f"{spec.name:14s} {len(spec.rows):2d} rows, runs ({counts})  {spec.title}")
+        unique = ", ".join(f"{p}: {len({r.run_id for spec in TABLES.values() for r in plan_runs(spec, p)})}"
+                           for p in PROFILES)
+        print(f"distinct runs over all tables ({unique})")
+        return 0
+    if args.action == "status":
+        states = table_status(args.table, args.profile, args.seeds, args.results_dir, args.cache_dir, args.data_root)
+        for item in states:
+            print(f"{item['state']:11s} {item['run_id']}  seed {item['seed']}  {item['rows']}  {item['detail']}")
+        counts: dict[str, int] = {}
+        for item in states:
+            counts[item["state"]] = counts.get(item["state"], 0) + 1
+        print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        return 0
+    from assignlab.study.table import reproduce_table
+
+    result = reproduce_table(args.table, profile=args.profile, seeds=args.seeds, workers=args.workers,
+                             executor=args.executor, data_root=args.data_root, device=args.device,
+                             results_dir=args.results_dir, cache_dir=args.cache_dir, threads_per_worker=args.threads)
+    print(result.files["markdown"].read_text())
+    return 1 if result.report is not None and result.report.failed else 0

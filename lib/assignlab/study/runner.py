@@ -1,0 +1,389 @@
+"""Run a table: plan its runs, reuse finished ones, train the rest in parallel worker processes.
+
+Files (``results_dir`` and ``cache_dir`` are parameters; the defaults are ``results/`` and
+``work-cache/runs/`` beside it)::
+
+    results/runs/<table>/<run-id>.json   a finished run: the engine's result.json plus the table,
+                                         the rows it serves, its run id and profile (small; committed)
+    work-cache/runs/<run-id>/            the training folder: checkpoint.pth, log.jsonl, train.log
+                                         (stdout/stderr), claim.json while a worker trains it,
+                                         error.json when it failed (large; never committed)
+
+A run id is ``<config hash>-s<seed>``: the same config and seed in two tables is one run,
+trained once; the second table copies the first table's result file. A run killed midway resumes
+from its last checkpoint (``train_run`` does that from its folder); a run that raises is reported
+with its log path and the others go on.
+
+Workers are spawned processes: a script that calls :func:`run_table` must guard its top level
+with ``if __name__ == "__main__":`` (notebooks and ``python -m assignlab study`` need nothing).
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import socket
+import sys
+import time
+import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm import tqdm
+
+from assignlab.config import Config
+from assignlab.study.specs import TableSpec, get_table
+
+EXECUTORS = ("local",)
+CLAIM_NAME = "claim.json"
+ERROR_NAME = "error.json"
+TRAIN_LOG_NAME = "train.log"
+
+
+# ----------------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class PlannedRun:
+    """One (config, seed) of a table, with the rows it serves (several rows may share a run)."""
+
+    table: str
+    rows: tuple[str, ...]
+    config: Config
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        return run_id(self.config, self.seed)
+
+
+def run_id(config: Config, seed: int) -> str:
+    return f"{config.stable_hash()}-s{seed}"
+
+
+def parse_seeds(seeds: Any) -> tuple[int, ...] | None:
+    """None, an int, a sequence of ints or a string like ``"0,1,2"`` -> tuple of ints (or None)."""
+    if seeds is None:
+        return None
+    if isinstance(seeds, str):
+        seeds = [s for s in seeds.replace("[", "").replace("]", "").split(",") if s.strip()]
+    elif isinstance(seeds, int):
+        seeds = [seeds]
+    try:
+        parsed = tuple(int(s) for s in seeds)
+    except (TypeError, ValueError):
+        raise ValueError(f"seeds must be integers, got {seeds!r}") from None
+    if not parsed:
+        raise ValueError("seeds is empty")
+    return parsed
+
+
+def plan_runs(table: str | TableSpec, profile: str, seeds: Any = None, data_root: str | None = None) -> list[PlannedRun]:
+    """The table's runs at ``profile``: one per distinct (config, seed), in row order."""
+    spec = get_table(table)
+    chosen = parse_seeds(seeds) or spec.seeds(profile)
+    by_id: dict[str, PlannedRun] = {}
+    for row, config in spec.row_configs(profile, data_root):
+        for seed in chosen:
+            planned = PlannedRun(spec.name, (row.label,), config, seed)
+            if planned.run_id in by_id:
+                earlier = by_id[planned.run_id]
+                planned = PlannedRun(spec.name, earlier.rows + (row.label,), config, seed)
+            by_id[planned.run_id] = planned
+    return list(by_id.values())
+
+
+# ------------------------------------------------------------------------------------- places
+@dataclass(frozen=True)
+class StudyPaths:
+    results_dir: Path
+    cache_dir: Path
+
+    @classmethod
+    def make(cls, results_dir: str | Path = "results", cache_dir: str | Path | None = None) -> "StudyPaths":
+        results = Path(results_dir)
+        return cls(results, Path(cache_dir) if cache_dir is not None else results.parent / "work-cache" / "runs")
+
+    def result_file(self, table: str, run_id: str) -> Path:
+        return self.results_dir / "runs" / table / f"{run_id}.json"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.cache_dir / run_id
+
+    def log_file(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / TRAIN_LOG_NAME
+
+    def find_result_elsewhere(self, run_id: str) -> Path | None:
+        """A finished copy of the run in any table's folder, or None."""
+        hits = sorted((self.results_dir / "runs").glob(f"*/{run_id}.json"))
+        return hits[0] if hits else None
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file in the same folder, then rename (readers never see half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
+    tmp.replace(path)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+
+
+def study_record(result: dict[str, Any], run: PlannedRun, profile: str) -> dict[str, Any]:
+    """The engine's result with the study's bookkeeping added."""
+    return {**result, "table": run.table, "rows": list(run.rows), "run_id": run.run_id, "profile": profile}
+
+
+# ------------------------------------------------------------------------------------ workers
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_in_worker(config_json: str, seed: int, run_dir: str, device: str,
+                    max_steps_per_epoch: int | None) -> dict[str, Any]:
+    """Train (or resume) one run in ``run_dir``; its output goes to ``run_dir/train.log``.
+
+    While it trains, ``claim.json`` names the process; an exception leaves ``error.json``.
+    """
+    from assignlab.engine.run import train_run
+
+    folder = Path(run_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / ERROR_NAME).unlink(missing_ok=True)
+    write_json_atomic(folder / CLAIM_NAME, {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+    try:
+        with open(folder / TRAIN_LOG_NAME, "a") as log, redirect_stdout(log), redirect_stderr(log):
+            try:
+                return train_run(Config.from_json(config_json), seed, folder, device=device, progress=False,
+                                 max_steps_per_epoch=max_steps_per_epoch)
+            except BaseException as err:
+                traceback.print_exc()
+                write_json_atomic(folder / ERROR_NAME, {"error": f"{type(err).__name__}: {err}",
+                                                        "log": str(folder / TRAIN_LOG_NAME), "time": time.time()})
+                raise
+    finally:
+        (folder / CLAIM_NAME).unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------- report
+@dataclass
+class RunOutcome:
+    run: PlannedRun
+    state: str                       # "finished" (already there), "reused", "trained", "failed"
+    result_file: Path | None = None
+    log_file: Path | None = None
+    error: str | None = None
+
+
+@dataclass
+class TableRunReport:
+    table: str
+    profile: str
+    outcomes: list[RunOutcome] = field(default_factory=list)
+    wall_time_s: float = 0.0
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return [o for o in self.outcomes if o.state == "failed"]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for outcome in self.outcomes:
+            out[outcome.state] = out.get(outcome.state, 0) + 1
+        return out
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(self.counts().items()))
+        lines = [f"{self.table} ({self.profile}): {len(self.outcomes)} runs: {counts} in {self.wall_time_s:.0f} s"]
+        lines += [f"  FAILED {o.run.run_id} ({', '.join(o.run.rows)}, seed {o.run.seed}): {o.error}; log: {o.log_file}"
+                  for o in self.failed]
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------- runner
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def run_table(
+    table: str | TableSpec,
+    profile: str = "cpu",
+    seeds: Any = None,
+    workers: int = 2,
+    threads_per_worker: int | None = None,
+    executor: str = "local",
+    results_dir: str | Path = "results",
+    cache_dir: str | Path | None = None,
+    data_root: str | None = None,
+    device: str = "cpu",
+    max_steps_per_epoch: int | None = None,
+    progress: bool = True,
+) -> TableRunReport:
+    """Make every run of ``table`` at ``profile`` finished, training only what is missing.
+
+    Args:
+        seeds: None (the spec's seeds), an int, a list or ``"0,1"``.
+        workers: training processes at once; ``threads_per_worker`` torch threads each
+            (default: the machine's cores divided among the workers).
+        executor: "local" (worker processes on this machine).
+        data_root: replaces ``data.root`` of every run (part of the run id).
+    Returns the report; failed runs are listed there (and printed) with their log paths.
+    """
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r} (available: {', '.join(EXECUTORS)})")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    spec = get_table(table)
+    paths = StudyPaths.make(results_dir, cache_dir)
+    threads = threads_per_worker or default_threads(workers)
+    start = time.time()
+    report = TableRunReport(spec.name, profile)
+    pending: list[PlannedRun] = []
+    for run in plan_runs(spec, profile, seeds, data_root):
+        outcome = _reuse(run, paths, profile)
+        if outcome is None:
+            pending.append(run)
+        else:
+            report.outcomes.append(outcome)
+    if pending:
+        report.outcomes += _train(pending, paths, profile, workers, threads, device, max_steps_per_epoch, progress)
+    report.wall_time_s = time.time() - start
+    if report.failed or progress:
+        print(report.summary(), file=sys.stderr if report.failed else sys.stdout, flush=True)
+    return report
+
+
+def _reuse(run: PlannedRun, paths: StudyPaths, profile: str) -> RunOutcome | None:
+    """The outcome of a run that needs no training (finished here, in another table, or in the cache)."""
+    target = paths.result_file(run.table, run.run_id)
+    if target.exists():
+        record = read_json(target)
+        if sorted(record.get("rows", [])) != sorted(run.rows):  # the spec's row labels changed
+            write_json_atomic(target, study_record(record, run, profile))
+        return RunOutcome(run, "finished", target)
+    elsewhere = paths.find_result_elsewhere(run.run_id)
+    cached = paths.run_dir(run.run_id) / "result.json"
+    source = elsewhere if elsewhere is not None else cached if cached.exists() else None
+    if source is None:
+        return None
+    write_json_atomic(target, study_record(read_json(source), run, profile))
+    return RunOutcome(run, "reused", target)
+
+
+def _train(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, workers: int, threads: int, device: str,
+           max_steps_per_epoch: int | None, progress: bool) -> list[RunOutcome]:
+    """Train ``runs`` in a pool of worker processes.
+
+    A worker that dies (killed, out of memory) breaks the pool: the runs it was training (their
+    claim file is left behind) are reported failed, and the runs not started yet go to a new pool.
+    """
+    outcomes: list[RunOutcome] = []
+    remaining = list(runs)
+    bar = tqdm(total=len(runs), desc=f"{runs[0].table}: training", unit="run", disable=not progress)
+    while remaining:
+        finished, interrupted = _train_in_pool(remaining, paths, profile, workers, threads, device,
+                                               max_steps_per_epoch, bar)
+        outcomes += finished
+        died = [run for run in interrupted if (paths.run_dir(run.run_id) / CLAIM_NAME).exists()]
+        for run in died:
+            (paths.run_dir(run.run_id) / CLAIM_NAME).unlink()
+            outcomes.append(RunOutcome(run, "failed", None, paths.log_file(run.run_id),
+                                       "its worker process died (killed or out of memory); it resumes on the next run"))
+        remaining = [run for run in interrupted if run not in died]
+        if remaining and not finished and not died:
+            reason = ("worker processes died before starting a run (a script that calls run_table needs "
+                      "`if __name__ == '__main__':`, as spawned workers import it)")
+            outcomes += [RunOutcome(run, "failed", None, paths.log_file(run.run_id), reason) for run in remaining]
+            break
+        bar.update(len(died))
+    bar.close()
+    return outcomes
+
+
+def _train_in_pool(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, workers: int, threads: int,
+                   device: str, max_steps_per_epoch: int | None, bar) -> tuple[list[RunOutcome], list[PlannedRun]]:
+    """(outcomes of the runs that ended, runs interrupted by a broken pool)."""
+    outcomes, interrupted = [], []
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(runs)), mp_context=context,
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(train_in_worker, run.config.to_json(), run.seed, str(paths.run_dir(run.run_id)),
+                               device, max_steps_per_epoch): run for run in runs}
+        for future in as_completed(futures):
+            run = futures[future]
+            log = paths.log_file(run.run_id)
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                interrupted.append(run)
+                continue
+            except Exception as err:  # one failed run must not stop the others
+                outcomes.append(RunOutcome(run, "failed", None, log, f"{type(err).__name__}: {str(err)[:300]}"))
+            else:
+                if result is None:
+                    outcomes.append(RunOutcome(run, "failed", None, log, "training stopped before its last epoch"))
+                else:
+                    target = paths.result_file(run.table, run.run_id)
+                    write_json_atomic(target, study_record(result, run, profile))
+                    outcomes.append(RunOutcome(run, "trained", target, log))
+            bar.update(1)
+    return outcomes, interrupted
+
+
+# ------------------------------------------------------------------------------------- status
+def run_state(run: PlannedRun, paths: StudyPaths) -> tuple[str, str]:
+    """(state, detail): finished / running / failed / interrupted / missing."""
+    if paths.result_file(run.table, run.run_id).exists():
+        return "finished", str(paths.result_file(run.table, run.run_id))
+    elsewhere = paths.find_result_elsewhere(run.run_id)
+    folder = paths.run_dir(run.run_id)
+    if elsewhere is not None or (folder / "result.json").exists():
+        return "finished", f"in {elsewhere or folder / 'result.json'} (copied on the next run of the table)"
+    claim = folder / CLAIM_NAME
+    if claim.exists():
+        try:
+            owner = read_json(claim)
+        except ValueError:
+            owner = {}
+        if owner.get("host") == socket.gethostname() and _alive(owner.get("pid")):
+            return "running", f"pid {owner['pid']} on {owner['host']}; log: {folder / TRAIN_LOG_NAME}"
+        if owner.get("host") not in (None, socket.gethostname()):
+            return "running", f"on {owner['host']}; log: {folder / TRAIN_LOG_NAME}"
+    if (folder / ERROR_NAME).exists():
+        try:
+            error = read_json(folder / ERROR_NAME).get("error", "")
+        except ValueError:
+            error = "unreadable error.json"
+        return "failed", f"{error}; log: {folder / TRAIN_LOG_NAME}"
+    if (folder / "checkpoint.pth").exists():
+        return "interrupted", f"resumable from {folder / 'checkpoint.pth'}"
+    return "missing", ""
+
+
+def _alive(pid: Any) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, TypeError, ValueError):
+        return False
+    return True
+
+
+def table_status(table: str | TableSpec, profile: str = "cpu", seeds: Any = None, results_dir: str | Path = "results",
+                 cache_dir: str | Path | None = None, data_root: str | None = None) -> list[dict[str, Any]]:
+    """One dict per run: rows, seed, run_id, state, detail."""
+    paths = StudyPaths.make(results_dir, cache_dir)
+    out = []
+    for run in plan_runs(table, profile, seeds, data_root):
+        state, detail = run_state(run, paths)
+        out.append({"rows": "; ".join(run.rows), "seed": run.seed, "run_id": run.run_id, "state": state, "detail": detail})
+    return out
+

@@ -1,0 +1,115 @@
+"""Configuration: dotted overrides, JSON round trip, stable hash, unknown fields, presets."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from assignlab.config import Config, ModelConfig, parse_set_arguments
+from assignlab.models import build_model
+from assignlab.models.decoder import count_parameters
+from assignlab.presets import PRESETS, preset
+
+
+def test_dotted_overrides_coerce_to_field_types():
+    config = Config().override({"model.dec_layers": "3", "model.dec_self_attn": "false",
+                                "model.dropout": 0, "train.lr_drop_epochs": "8,11",
+                                "assign.object_balance_k": "inf"})
+    assert config.model.dec_layers == 3 and isinstance(config.model.dec_layers, int)
+    assert config.model.dec_self_attn is False
+    assert config.model.dropout == 0.0 and isinstance(config.model.dropout, float)
+    assert config.train.lr_drop_epochs == (8, 11)
+    assert config.assign.object_balance_k is None
+    assert Config().model.dec_layers == 6  # the original is unchanged (frozen)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.model.dec_layers = 2
+
+
+def test_set_arguments_parse_into_overrides():
+    overrides = parse_set_arguments(["model.num_queries=50", "model.query_selection = topk"])
+    config = Config().override(overrides)
+    assert config.model.num_queries == 50 and config.model.query_selection == "topk"
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_set_arguments(["model.num_queries"])
+
+
+def test_unknown_or_badly_typed_fields_are_errors():
+    with pytest.raises(KeyError, match="model.dec_layer"):
+        Config().override({"model.dec_layer": 3})
+    with pytest.raises(KeyError, match="section"):
+        Config().override({"model": 3})
+    with pytest.raises(ValueError, match="model.dec_layers"):
+        Config().override({"model.dec_layers": "three"})
+    with pytest.raises(ValueError, match="model.dec_layers"):
+        Config().override({"model.dec_layers": 2.5})
+    with pytest.raises(ValueError, match="boolean"):
+        Config().override({"model.iou_branch": "maybe"})
+    data = Config().to_dict()
+    data["model"]["hiden_dim"] = 3
+    with pytest.raises(KeyError, match="hiden_dim"):
+        Config.from_dict(data)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_json_round_trip_is_exact(name):
+    config = preset(name).override({"model.dec_layers": 4, "assign.object_balance_k": None})
+    again = Config.from_json(config.to_json())
+    assert again == config
+    assert again.stable_hash() == config.stable_hash()
+    assert json.loads(again.to_json()) == json.loads(config.to_json())
+
+
+def test_hash_is_stable_across_processes_and_sensitive_to_every_change():
+    config = preset("cpu")
+    code = ("from assignlab.presets import preset; "
+            "print(preset('cpu').stable_hash())")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": "123", "PATH": ""})
+    assert other.stdout.strip() == config.stable_hash()
+    assert config.override({"model.num_queries": 101}).stable_hash() != config.stable_hash()
+    assert config.override({"model.dropout": 0.0}).stable_hash() == config.stable_hash()  # same value
+
+
+def test_presets_are_distinct_fresh_and_named():
+    hashes = {name: preset(name).stable_hash() for name in PRESETS}
+    assert len(set(hashes.values())) == len(PRESETS)
+    assert preset("cpu") == preset("cpu") and preset("cpu") is not preset("cpu")
+    assert all(preset(name).name == name for name in PRESETS)
+    with pytest.raises(KeyError, match="smoke"):
+        preset("laptop")
+
+
+def test_paper_preset_is_detas_released_r50_1x_setting():
+    config = preset("paper-r50-1x")
+    m = config.model
+    assert (m.backbone, m.num_feature_levels, m.num_queries, m.dim_feedforward, m.dropout) == \
+        ("resnet50", 5, 900, 2048, 0.0)
+    assert (m.hidden_dim, m.enc_layers, m.dec_layers, m.nheads, m.enc_n_points, m.dec_n_points) == \
+        (256, 6, 6, 8, 4, 4)
+    assert (m.query_selection, m.postprocess, m.query_nms_iou, m.postprocess_nms_iou) == ("nms", "nms", 0.9, 0.7)
+    assert m.pretrained_backbone and m.num_classes == 91
+    assert (config.train.batch_size, config.train.epochs, config.train.lr_drop_epochs) == (16, 12, (10,))
+    assert (config.data.root, config.data.train_split, config.data.val_split) == ("data/coco", "train2017", "val2017")
+    assert config.data.synthetic is False and config.data.train_transform == "multiscale"
+
+
+@pytest.mark.parametrize("name", ["smoke", "cpu"])
+def test_cpu_presets_build_and_run(name):
+    config = preset(name)
+    torch.manual_seed(0)
+    model = build_model(config.model).eval()
+    size = config.data.image_size
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, size, size))
+    assert out["pred_logits"].shape == (1, config.model.num_queries, config.model.num_classes)
+    assert count_parameters(model) < 5_000_000
+
+
+def test_model_config_defaults_are_deformable_detr_two_stage():
+    m = ModelConfig()
+    assert (m.anchor_scale, m.proposal_topk_per_level, m.query_nms_iou) == (0.05, 1000, 0.9)
+    assert (m.postprocess_pre_topk, m.max_detections) == (10000, 100)

@@ -1,0 +1,366 @@
+"""The study: specs build, statistics and verdicts, aggregation, the cached parallel runner."""
+import ast
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from assignlab.cli import main as cli_main
+from assignlab.losses.criterion import Criterion
+from assignlab.models.build import build_model, check_model_config
+from assignlab.study import aggregate, paper
+from assignlab.study.notebooks import all_notebooks
+from assignlab.study.runner import StudyPaths, parse_seeds, plan_runs, run_table, table_status
+from assignlab.study.specs import (
+    PROFILES,
+    TABLES,
+    Claim,
+    PaperRef,
+    RowSpec,
+    TableSpec,
+    deta,
+    difference,
+    hungarian,
+)
+from assignlab.study.stats import Interval, t_interval, verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+T_975 = {2: 4.302652729911275, 3: 3.182446305284263}  # Student t quantiles (df -> t_{0.975, df})
+
+
+# -------------------------------------------------------------------------------- statistics
+def test_t_interval_matches_the_hand_computed_formula():
+    interval = t_interval([1.0, 2.0, 3.0, 4.0])
+    s = math.sqrt(((1.5**2) * 2 + (0.5**2) * 2) / 3)  # sample sd of 1..4
+    assert interval.mean == pytest.approx(2.5)
+    assert interval.half_width == pytest.approx(T_975[3] * s / 2)
+    assert interval.n == 4
+    one = t_interval([7.0])
+    assert one.mean == 7.0 and math.isnan(one.half_width) and one.n == 1
+    with pytest.raises(ValueError, match="NaN"):
+        t_interval([1.0, float("nan")])
+
+
+@pytest.mark.parametrize("low, high, direction, margin, expected", [
+    (0.5, 2.0, ">", 0, "reproduced"),
+    (-2.0, -0.5, ">", 0, "not reproduced"),
+    (-0.5, 2.0, ">", 0, "inconclusive"),
+    (-2.0, -0.5, "<", 0, "reproduced"),
+    (0.5, 2.0, "<", 0, "not reproduced"),
+    (-0.4, 0.6, "equivalent", 1.0, "reproduced"),
+    (1.2, 3.0, "equivalent", 1.0, "not reproduced"),
+    (-3.0, -1.0, "equivalent", 1.0, "not reproduced"),
+    (0.2, 1.5, "equivalent", 1.0, "inconclusive"),
+])
+def test_verdict_follows_the_side_of_the_interval(low, high, direction, margin, expected):
+    interval = Interval(mean=(low + high) / 2, half_width=(high - low) / 2, n=3)
+    assert verdict(interval, direction, margin) == expected
+
+
+def test_one_seed_is_inconclusive_whatever_the_value():
+    assert verdict(Interval(5.0, math.nan, 1), ">") == "inconclusive (1 seed)"
+    assert verdict(Interval(math.nan, math.nan, 0), ">") == "inconclusive (no runs)"
+
+
+# ------------------------------------------------------------------------------------- specs
+def _unique_configs(profile):
+    seen = {}
+    for spec in TABLES.values():
+        for row, config in spec.row_configs(profile):
+            seen.setdefault(config.stable_hash(), (spec.name, row.label, config))
+    return seen.values()
+
+
+def test_every_smoke_run_config_builds_and_trains_one_step():
+    from assignlab.data.collate import collate_detection
+
+    torch.manual_seed(0)
+    images, mask, targets = collate_detection([
+        (torch.randn(3, 96, 96), {"boxes": torch.tensor([[0.3, 0.3, 0.2, 0.2], [0.6, 0.7, 0.3, 0.2]]),
+                                  "labels": torch.tensor([1, 4])}),
+        (torch.randn(3, 96, 96), {"boxes": torch.tensor([[0.5, 0.5, 0.4, 0.4]]), "labels": torch.tensor([2])}),
+    ])
+    configs = list(_unique_configs("smoke"))
+    assert len(configs) > 40
+    for table, label, config in configs:
+        model = build_model(config.model)
+        criterion = Criterion.from_config(config)
+        losses = criterion(model(images, mask), targets)
+        assert torch.isfinite(losses["loss"]), (table, label)
+
+
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_every_run_config_of_the_larger_profiles_is_valid(profile):
+    for table, label, config in _unique_configs(profile):
+        check_model_config(config.model)
+        Criterion.from_config(config)
+
+
+def test_every_row_finds_its_paper_number_and_every_table_has_claims():
+    for spec in TABLES.values():
+        assert 1 <= len(spec.claims) <= 3, spec.name
+        for row in spec.rows:
+            if row.paper is not None:
+                assert math.isfinite(paper.paper_value(spec.paper_stem, row.paper)), (spec.name, row.label)
+    assert paper.paper_value("deta_table8", PaperRef({"K": "inf"})) == 46.5
+    assert paper.paper_value("align_tableB", PaperRef({"w_pos": "(t-s)^2", "w_neg": "(1-t)*s^2"})) == 49.8
+    with pytest.raises(ValueError, match="deta_table8.csv: 0 rows match"):
+        paper.paper_value("deta_table8", PaperRef({"K": "3"}))
+    with pytest.raises(ValueError, match="no column 'B'"):
+        paper.paper_value("deta_table8", PaperRef({"B": "3"}))
+
+
+def test_shared_runs_are_planned_once_and_across_tables_have_one_id():
+    runs = plan_runs("align_table6", "smoke")
+    assert len(TABLES["align_table6"].rows) == 12 and len(runs) == 10
+    shared = [r for r in runs if len(r.rows) > 1]
+    assert len(shared) == 1 and set(shared[0].rows) == {"alpha=0.25", "k=3", "tau=1.5"}
+    ids = lambda table: {r.run_id: r.rows for r in plan_runs(table, "smoke")}  # noqa: E731
+    hungarian_t1 = next(i for i, rows in ids("deta_table1").items() if rows == ("Hungarian",))
+    assert ids("deta_table8")[hungarian_t1] == ("bipartite (Hungarian)",)
+    assert len(plan_runs("deta_table1", "cpu", seeds="0,1")) == 6
+    assert parse_seeds("[0, 3]") == (0, 3) and parse_seeds(2) == (2,) and parse_seeds(None) is None
+    with pytest.raises(ValueError, match="integers"):
+        parse_seeds("a,b")
+
+
+def test_rows_that_name_unknown_fields_or_claims_fail_clearly():
+    bad = TableSpec("t", "t", rows=(RowSpec("a", {"model.no_such_field": 1}),), claims=())
+    with pytest.raises(ValueError, match="table t, row 'a'.*no_such_field"):
+        bad.row_configs("smoke")
+    with pytest.raises(ValueError, match="unknown rows"):
+        TableSpec("t", "t", rows=(RowSpec("a", {}),), claims=(Claim("x", difference("a", "b"), ">"),))
+
+
+# ------------------------------------------------------------------------------- aggregation
+def _synthetic_spec():
+    return TableSpec(
+        name="synthetic",
+        title="synthetic",
+        rows=(RowSpec("A", deta(4), PaperRef({"K": "4"})), RowSpec("B", deta(None), PaperRef({"K": "inf"})),
+              RowSpec("C", hungarian())),
+        claims=(Claim("A beats B", difference("A", "B"), ">"),
+                Claim("A beats C", difference("A", "C"), ">"),
+                Claim("A below C", difference("A", "C"), "<"),
+                Claim("A equals B within 5", difference("A", "B"), "equivalent", margin=5.0)),
+        paper_file="deta_table8",
+    )
+
+
+def _write_results(results_dir, spec, values):
+    """values: row -> AP per seed 0, 1, 2 (other metrics = AP / 2)."""
+    paths = StudyPaths.make(results_dir)
+    for run in plan_runs(spec, "smoke", seeds=[0, 1, 2]):
+        ap = values[run.rows[0]][run.seed]
+        record = {"metrics": {m: ap / (1 if m == "AP" else 2) for m in aggregate.METRICS}, "wall_time_s": 1.0,
+                  "seed": run.seed, "rows": list(run.rows)}
+        path = paths.result_file(spec.name, run.run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(record))
+
+
+def test_aggregation_of_known_results(tmp_path):
+    spec = _synthetic_spec()
+    values = {"A": [10.0, 12.0, 14.0], "B": [9.0, 10.0, 11.0], "C": [5.0, 6.0, 7.0]}
+    _write_results(tmp_path, spec, values)
+    result = aggregate.aggregate_table(spec, "smoke", seeds=[0, 1, 2], results_dir=tmp_path)
+    rows = result.rows.set_index("row")
+    assert rows.loc["A", "ours"] == pytest.approx(12.0)
+    assert rows.loc["A", "ci95"] == pytest.approx(T_975[2] * 2.0 / math.sqrt(3))  # sd of 10, 12, 14 is 2
+    assert rows.loc["B", "ci95"] == pytest.approx(T_975[2] * 1.0 / math.sqrt(3))
+    assert rows.loc["A", "n_seeds"] == 3
+    assert rows.loc["A", "paper"] == 47.9 and rows.loc["B", "paper"] == 46.5 and math.isnan(rows.loc["C", "paper"])
+    claims = result.claims.set_index("claim")
+    # A - B per seed: 1, 2, 3 -> mean 2, sd 1: interval 2 +- 2.48 straddles 0
+    assert claims.loc["A beats B", "mean"] == pytest.approx(2.0)
+    assert claims.loc["A beats B", "ci95"] == pytest.approx(T_975[2] / math.sqrt(3))
+    assert claims.loc["A beats B", "verdict"] == "inconclusive"
+    assert claims.loc["A beats B", "paper"] == pytest.approx(47.9 - 46.5)
+    # A - C per seed: 5, 6, 7 -> 6 +- 2.48, wholly above 0
+    assert claims.loc["A beats C", "verdict"] == "reproduced"
+    assert claims.loc["A below C", "verdict"] == "not reproduced"
+    assert claims.loc["A equals B within 5", "verdict"] == "reproduced"
+    assert math.isnan(claims.loc["A beats C", "paper"])
+    saved = pd.read_csv(result.files["csv"])
+    assert list(saved["row"]) == ["A", "B", "C"] and saved["ours"].tolist() == pytest.approx([12.0, 10.0, 6.0])
+    assert "| A beats C |" in result.files["markdown"].read_text()
+    assert result.files["figure"].stat().st_size > 0
+    result.styled().to_html()
+    result.styled_claims().to_html()
+
+
+def test_claims_pair_by_seed_and_skip_seeds_missing_a_row(tmp_path):
+    spec = _synthetic_spec()
+    values = {"A": [10.0, 12.0, 14.0], "B": [9.0, 10.0, 11.0], "C": [5.0, 6.0, 7.0]}
+    _write_results(tmp_path, spec, values)
+    missing = next(r for r in plan_runs(spec, "smoke", seeds=[0, 1, 2]) if r.rows == ("B",) and r.seed == 2)
+    StudyPaths.make(tmp_path).result_file(spec.name, missing.run_id).unlink()
+    results = aggregate.collect_results(spec, "smoke", [0, 1, 2], tmp_path)
+    per_seed = aggregate.claim_contrasts(spec.claims[0], results)
+    assert per_seed.to_dict() == {0: 1.0, 1: 2.0}
+
+
+def test_a_result_file_without_metrics_is_a_clear_error(tmp_path):
+    spec = _synthetic_spec()
+    run = plan_runs(spec, "smoke", seeds=[0])[0]
+    path = StudyPaths.make(tmp_path).result_file(spec.name, run.run_id)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"seed": 0}))
+    with pytest.raises(ValueError, match=f"{run.run_id}.json: field 'metrics'"):
+        aggregate.collect_results(spec, "smoke", [0], tmp_path)
+
+
+# ------------------------------------------------------------------------------------ runner
+def test_a_run_finished_for_one_table_is_copied_not_retrained(tmp_path):
+    first = TableSpec("first", "first", rows=(RowSpec("H", hungarian()),), claims=())
+    second = TableSpec("second", "second", rows=(RowSpec("baseline", hungarian()),), claims=())
+    run = plan_runs(first, "smoke")[0]
+    paths = StudyPaths.make(tmp_path / "results")
+    paths.result_file("first", run.run_id).parent.mkdir(parents=True)
+    paths.result_file("first", run.run_id).write_text(json.dumps({"metrics": {"AP": 3.0}, "table": "first"}))
+    report = run_table(second, "smoke", results_dir=paths.results_dir, progress=False)
+    assert [o.state for o in report.outcomes] == ["reused"]
+    copied = json.loads(paths.result_file("second", run.run_id).read_text())
+    assert copied["metrics"] == {"AP": 3.0} and copied["table"] == "second" and copied["rows"] == ["baseline"]
+    assert not paths.cache_dir.exists()  # nothing trained
+
+
+def test_a_failed_run_is_reported_with_its_log_and_the_others_finish(tmp_path, capsys):
+    spec = TableSpec("mixed", "mixed", claims=(), rows=(
+        RowSpec("good", hungarian()),
+        RowSpec("broken", {"data.synthetic": False, "data.root": str(tmp_path / "no-such-data")}),
+        RowSpec("also good", deta(4)),
+    ))
+    results, cache = tmp_path / "results", tmp_path / "cache"
+    report = run_table(spec, "smoke", workers=2, threads_per_worker=1, results_dir=results, cache_dir=cache,
+                       data_root=str(tmp_path / "data"), progress=False)
+    assert sorted(o.state for o in report.outcomes) == ["failed", "trained", "trained"]
+    failed = report.failed[0]
+    assert failed.run.rows == ("broken",) and failed.log_file.exists()
+    assert "no-such-data" in failed.log_file.read_text()
+    assert str(failed.log_file) in capsys.readouterr().err
+    assert len(list((results / "runs" / "mixed").glob("*.json"))) == 2
+    states = {s["rows"]: s for s in table_status(spec, "smoke", results_dir=results, cache_dir=cache,
+                                                  data_root=str(tmp_path / "data"))}
+    assert states["broken"]["state"] == "failed" and str(failed.log_file) in states["broken"]["detail"]
+    assert states["good"]["state"] == "finished"
+
+
+def test_a_worker_killed_midway_fails_its_run_and_a_new_pool_trains_the_rest(tmp_path):
+    import threading
+
+    spec = TableSpec("killed", "killed", claims=(), rows=(
+        RowSpec("first", hungarian()), RowSpec("second", deta(4)), RowSpec("third", deta(None))))
+    cache = tmp_path / "cache"
+    killed = []
+
+    def kill_first_worker():
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            for claim in cache.glob("*/claim.json"):
+                try:
+                    pid = json.loads(claim.read_text())["pid"]
+                except (OSError, ValueError):
+                    continue
+                os.kill(pid, signal.SIGKILL)
+                killed.append(claim.parent.name)
+                return
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_first_worker)
+    killer.start()
+    report = run_table(spec, "smoke", workers=1, threads_per_worker=1, results_dir=tmp_path / "results",
+                       cache_dir=cache, data_root=str(tmp_path / "data"), progress=False)
+    killer.join()
+    assert len(killed) == 1
+    states = {o.run.run_id: o for o in report.outcomes}
+    assert states[killed[0]].state == "failed" and "worker process died" in states[killed[0]].error
+    assert sorted(o.state for o in report.outcomes) == ["failed", "trained", "trained"]
+    assert not (cache / killed[0] / "claim.json").exists()
+
+
+def _start_events(run_dir):
+    lines = (run_dir / "log.jsonl").read_text().splitlines()
+    return sum(json.loads(line)["event"] == "start" for line in lines)
+
+
+def test_a_table_run_killed_midway_resumes_without_retraining_finished_runs(tmp_path):
+    results, cache, data = tmp_path / "results", tmp_path / "cache", tmp_path / "data"
+    script = (f"from assignlab.study.runner import run_table\n"
+              f"run_table('deta_table1', 'smoke', workers=1, threads_per_worker=1, results_dir={str(results)!r}, "
+              f"cache_dir={str(cache)!r}, data_root={str(data)!r}, progress=False)\n")
+    process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    table_dir = results / "runs" / "deta_table1"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and not list(table_dir.glob("*.json")):
+            assert process.poll() is None, "the runner ended before it was killed"
+            time.sleep(0.05)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    finished = list(table_dir.glob("*.json"))
+    assert 1 <= len(finished) < 3, "kill the runner while runs are left"
+    before = {p.name: p.stat().st_mtime_ns for p in finished}
+    report = run_table("deta_table1", "smoke", workers=1, threads_per_worker=1, results_dir=results, cache_dir=cache,
+                       data_root=str(data), progress=False)
+    assert not report.failed and len(report.outcomes) == 3
+    states = {o.run.run_id: o.state for o in report.outcomes}
+    for name, mtime in before.items():
+        run_id = name[:-5]
+        assert states[run_id] == "finished"
+        assert (table_dir / name).stat().st_mtime_ns == mtime
+        assert _start_events(cache / run_id) == 1  # trained once
+    assert len(list(table_dir.glob("*.json"))) == 3
+
+
+def test_status_command_lists_every_run(tmp_path, capsys):
+    assert cli_main(["study", "status", "--table", "deta_table1", "--profile", "smoke",
+                     "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("missing") == 3 + 1 and "Hungarian" in out  # three runs and the summary line
+    assert cli_main(["study", "list"]) == 0
+    assert "align_tableB" in capsys.readouterr().out
+
+
+def test_unknown_names_are_clear_errors(tmp_path):
+    with pytest.raises(KeyError, match="unknown study table 'deta_table4'"):
+        plan_runs("deta_table4", "smoke")
+    with pytest.raises(KeyError, match="unknown study profile 'gpu'"):
+        plan_runs("deta_table1", "gpu")
+    with pytest.raises(ValueError, match="unknown executor 'slurm'"):
+        run_table("deta_table1", "smoke", executor="slurm", results_dir=tmp_path)
+
+
+# --------------------------------------------------------------------------------- notebooks
+def test_notebooks_on_disk_are_the_generated_ones_without_outputs():
+    import nbformat
+
+    generated = all_notebooks()
+    assert set(generated) == set(TABLES) | {"inspect_matches", "runtime"}
+    for name, notebook in generated.items():
+        on_disk = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+        assert [c.source for c in on_disk.cells] == [c.source for c in notebook.cells], name
+        code = [c for c in on_disk.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code), name
+        assert code[0].metadata.get("tags") == ["parameters"]
+        for statement in ast.parse(code[0].source).body:  # literals only
+            assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant), name
+        parameters = {s.targets[0].id for s in ast.parse(code[0].source).body}
+        assert {"profile", "seeds", "workers", "executor", "data_root", "device", "results_dir"} <= parameters
+
+
+def test_profiles_read_their_presets():
+    from assignlab.presets import preset
+
+    for profile in PROFILES.values():
+        assert profile.base_config() == preset(profile.preset)
