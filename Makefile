@@ -32,11 +32,10 @@ ext: $(STAMP)
 	$(PY) -m assignlab.ops.build
 
 data: $(STAMP)
-	$(PY) -m assignlab data synth --out data/synth --split train --images 2000 --seed 0
-	$(PY) -m assignlab data synth --out data/synth --split val --images 500 --seed 1
+	$(PY) -m assignlab data prepare --preset $(PROFILE)
 
 reproduce: $(STAMP)
-	$(PY) -m assignlab reproduce --profile $(PROFILE) --executor $(EXECUTOR) --workers $(WORKERS)
+	$(PY) -m assignlab reproduce --profile $(PROFILE) --executor $(EXECUTOR) --workers $(WORKERS) $(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG))
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -106,7 +106,7 @@ def test_every_run_config_of_the_larger_profiles_is_valid(profile):
 
 def test_every_row_finds_its_paper_number_and_every_table_has_claims():
     for spec in TABLES.values():
-        assert 1 <= len(spec.claims) <= 3, spec.name
+        assert 1 <= len(spec.claims) <= (5 if spec.name == "objective_x_base" else 3), spec.name
         for row in spec.rows:
             if row.paper is not None:
                 assert math.isfinite(paper.paper_value(spec.paper_stem, row.paper)), (spec.name, row.label)
@@ -130,6 +130,85 @@ def test_shared_runs_are_planned_once_and_across_tables_have_one_id():
     assert parse_seeds("[0, 3]") == (0, 3) and parse_seeds(2) == (2,) and parse_seeds(None) is None
     with pytest.raises(ValueError, match="integers"):
         parse_seeds("a,b")
+
+
+NEW_BASE_TABLES = ("deta_table1_detr", "align_table2", "align_table3", "align_table7", "objective_x_base")
+
+
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "paper"])
+def test_every_config_of_the_base_tables_builds_model_and_criterion(profile):
+    seen = set()
+    for name in NEW_BASE_TABLES:
+        for row, config in TABLES[name].row_configs(profile):
+            if config.stable_hash() in seen:
+                continue
+            seen.add(config.stable_hash())
+            # the paper profile's ImageNet weights are not needed to construct the model
+            model = build_model(config.override({"model.pretrained_backbone": False}).model)
+            Criterion.from_config(config)
+            assert model is not None, (name, row.label)
+    assert len(seen) >= 12
+
+
+def test_rows_run_on_their_tables_base_or_their_own():
+    bases = lambda table, profile="smoke": {r.label: c.model.base for r, c in TABLES[table].row_configs(profile)}  # noqa: E731
+    assert set(bases("deta_table1_detr").values()) == {"detr_dc5"}
+    assert set(bases("align_table2").values()) == {"dab_detr"}
+    assert bases("align_table3") == {"DINO": "dino", "Align-DETR": "dino", "DETA (K=4)": "dino",
+                                     "H-Deformable-DETR": "two_stage_deformable"}
+    for table in ("align_table4", "align_table5", "align_table6", "align_table8", "align_tableB"):
+        assert set(bases(table, "paper").values()) == {"dino"}, table
+    detr = [c for _, c in TABLES["deta_table1_detr"].row_configs("cpu")]
+    assert {c.assign.method for c in detr} == {"hungarian", "deta_decoder_only"}
+    assert [c.assign.object_balance_k for c in detr if c.assign.method != "hungarian"] == [None, 4]
+    # hybrid matching: 5 one-to-many queries per one-to-one query at every profile (1500 / 300 in the paper)
+    for profile, queries in (("smoke", 20), ("cpu", 100), ("paper", 900)):
+        hybrid = [c for _, c in TABLES["align_table7"].row_configs(profile)]
+        assert [(c.model.num_queries, c.model.num_queries_one2many, c.assign.hybrid_k) for c in hybrid] == \
+            [(queries, 5 * queries, 6)] * 2
+        assert [c.loss.cls_loss for c in hybrid] == ["focal", "ia_bce"]
+
+
+def test_the_base_parameter_changes_the_runs_and_their_ids():
+    dino = plan_runs("align_table4", "smoke")
+    two_stage = plan_runs("align_table4", "smoke", base="two_stage_deformable")
+    assert [r.rows for r in dino] == [r.rows for r in two_stage]
+    assert {r.config.model.base for r in dino} == {"dino"}
+    assert {r.config.model.base for r in two_stage} == {"two_stage_deformable"}
+    assert not {r.run_id for r in dino} & {r.run_id for r in two_stage}
+    assert {r.table for r in two_stage} == {"align_table4_on_two_stage_deformable"}
+    assert plan_runs("align_table4", "smoke", base="dino") == dino  # the table's own base: the same plan
+    # on the two-stage base the focal-loss baseline is DETA Table 1's Hungarian run; on DINO it is Table 3's DINO
+    same = lambda plan, label: next(r.run_id for r in plan if label in r.rows)  # noqa: E731
+    assert same(two_stage, "focal loss") == same(plan_runs("deta_table1", "smoke"), "Hungarian")
+    assert same(dino, "focal loss") == same(plan_runs("align_table3", "smoke"), "DINO")
+    renamed = TABLES["align_table4"].on_base("two_stage_deformable")
+    assert renamed.paper_stem == "align_table4" and renamed.title.endswith("[on the two_stage_deformable base]")
+    with pytest.raises(ValueError, match="deta_table1 runs on model.base in \\(two_stage_deformable\\), not 'dino'"):
+        plan_runs("deta_table1", "smoke", base="dino")
+    with pytest.raises(ValueError, match="align_table5 runs on model.base in \\(dino, two_stage_deformable\\)"):
+        plan_runs("align_table5", "smoke", base="dab_detr")
+
+
+def test_objective_x_base_has_one_claim_per_cell_against_its_bases_hungarian():
+    spec = TABLES["objective_x_base"]
+    cells = {(c.model.base, c.assign.method, c.model.num_queries_one2many > 0): r.label for r, c in spec.row_configs("cpu")}
+    assert set(cells) == {("two_stage_deformable", "hungarian", False), ("two_stage_deformable", "deta", False),
+                          ("two_stage_deformable", "align", False), ("two_stage_deformable", "hungarian", True),
+                          ("dino", "hungarian", False), ("dino", "deta", False), ("dino", "align", False)}
+    baseline = {base: label for (base, method, hybrid), label in cells.items() if method == "hungarian" and not hybrid}
+    assert len(spec.claims) == len(cells) - len(baseline) == 5
+    claimed = set()
+    for claim in spec.claims:
+        assert claim.direction == ">" and sorted(claim.weights.values()) == [-1.0, 1.0]
+        (better,) = [label for label, w in claim.weights.items() if w > 0]
+        (worse,) = [label for label, w in claim.weights.items() if w < 0]
+        base = spec.row(better).base
+        assert worse == baseline[base] and better != worse
+        assert spec.row(better).label.split(" | ")[0] in claim.statement
+        claimed.add(better)
+    assert claimed == set(cells.values()) - set(baseline.values())
+    assert all(row.paper is None for row in spec.rows)
 
 
 def test_rows_that_name_unknown_fields_or_claims_fail_clearly():
@@ -328,6 +407,11 @@ def test_status_command_lists_every_run(tmp_path, capsys):
                      "--results-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert out.count("missing") == 3 + 1 and "Hungarian" in out  # three runs and the summary line
+    assert cli_main(["study", "status", "--table", "align_table5", "--profile", "smoke", "--base",
+                     "two_stage_deformable", "--results-dir", str(tmp_path)]) == 0
+    ids = {r.run_id for r in plan_runs("align_table5", "smoke", base="two_stage_deformable")}
+    out = capsys.readouterr().out
+    assert len(ids) == 4 and all(run in out for run in ids) and out.count("missing") == 4 + 1
     assert cli_main(["study", "list"]) == 0
     assert "align_tableB" in capsys.readouterr().out
 
@@ -337,8 +421,8 @@ def test_unknown_names_are_clear_errors(tmp_path):
         plan_runs("deta_table4", "smoke")
     with pytest.raises(KeyError, match="unknown study profile 'gpu'"):
         plan_runs("deta_table1", "gpu")
-    with pytest.raises(ValueError, match="unknown executor 'slurm'"):
-        run_table("deta_table1", "smoke", executor="slurm", results_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown executor 'kubernetes'"):
+        run_table("deta_table1", "smoke", executor="kubernetes", results_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------------- notebooks
@@ -357,6 +441,10 @@ def test_notebooks_on_disk_are_the_generated_ones_without_outputs():
             assert isinstance(statement, ast.Assign) and isinstance(statement.value, ast.Constant), name
         parameters = {s.targets[0].id for s in ast.parse(code[0].source).body}
         assert {"profile", "seeds", "workers", "executor", "data_root", "device", "results_dir"} <= parameters
+        if name in TABLES and TABLES[name].other_bases:  # Align-DETR tables: on DINO unless base says otherwise
+            assert f'base = "{TABLES[name].base}"' in code[0].source and "base=base)" in code[2].source, name
+        elif name in TABLES:
+            assert "base" not in parameters, name
 
 
 def test_profiles_read_their_presets():
@@ -364,3 +452,9 @@ def test_profiles_read_their_presets():
 
     for profile in PROFILES.values():
         assert profile.base_config() == preset(profile.preset)
+        for base in ("dino", "detr_dc5", "dab_detr"):
+            config = profile.base_config(base)
+            assert config == preset(profile.preset_for(base)) and config.model.base == base
+    assert PROFILES["paper"].preset_for("dino") == "dino-r50-1x"
+    with pytest.raises(KeyError, match="profile 'smoke' has no preset for model.base='detr'"):
+        PROFILES["smoke"].base_config("detr")

@@ -25,6 +25,8 @@ class ModelConfig:
     backbone: str = "resnet50"            # "resnet50" (torchvision, frozen BN) or "small_resnet"
     pretrained_backbone: bool = False     # ImageNet weights through torchvision, when available
     backbone_width: int = 32              # stem width of "small_resnet"
+    dilated_c5: bool = False              # DC5: last backbone stage dilated, C5 at stride 16 (detr_dc5)
+    dab_modulate_hw_attn: bool = True     # dab_detr: width/height-modulated positional cross-attention
     num_classes: int = 91                 # set from the dataset's categories by the engine
     num_feature_levels: int = 4
     hidden_dim: int = 256
@@ -50,13 +52,20 @@ class ModelConfig:
     max_detections: int = 100
     iou_branch: bool = False              # Align-DETR Table 4: predict IoU beside the class
     iou_branch_fusion: float = 0.0        # score = p^(1-w) * iou^w at inference (0.3 in the paper)
+    # DINO base (base="dino"): contrastive denoising, released values
+    dn_number: int = 100                  # denoising groups = dn_number // max objects per image (>= 1)
+    label_noise_ratio: float = 0.5        # a denoising label is redrawn with probability ratio / 2 (released)
+    box_noise_scale: float = 1.0          # lambda: positives move corners < lambda * half-size, negatives [lambda, 2 lambda)
+    look_forward_twice: bool = True       # DINO's box refinement; False = plain refinement (detached)
+    # hybrid matching (H-Deformable-DETR), base="two_stage_deformable"; dropped at inference
+    num_queries_one2many: int = 0         # extra one-to-many queries in training (1500 in the paper); 0 = off
 
 
 @dataclass(frozen=True)
 class AssignConfig:
     """Which predictions are positives for which objects, per output."""
 
-    method: str = "hungarian"             # "hungarian", "b_matching", "deta", "align"
+    method: str = "hungarian"             # "hungarian", "b_matching", "deta", "align", "deta_decoder_only"
     cost_class: float = 2.0
     cost_bbox: float = 5.0
     cost_giou: float = 2.0
@@ -75,6 +84,8 @@ class AssignConfig:
     topk_behaviour: str = "released"      # "released" (a prediction may serve two GTs) or "fixed"
     mixed_k: int = 3                      # Align-DETR: GT copies on encoder and auxiliary layers
     k_cap: str = "released"               # "released" (cap carries over the batch) or "per_image"
+    hybrid_k: int = 6                     # hybrid matching: GT repeated k times for the one-to-many queries
+    hybrid_loss_weight: float = 1.0       # hybrid matching: weight of the one-to-many losses (lambda)
 
 
 @dataclass(frozen=True)

@@ -94,10 +94,98 @@ def _paper_r50_1x() -> Config:
     })
 
 
+# ----------------------------------------------------------------- single-scale bases (vanilla attention)
+DETR_DC5_OVERRIDES = {  # DETA Section 5.1: dilated C5 (stride 16), 300 queries, two-stage, Hungarian then IoU
+    "model.base": "detr_dc5",
+    "model.num_feature_levels": 1,
+    "model.dilated_c5": True,
+    "model.anchor_scale": 0.1,     # the stride-16 level's anchor side in the multi-scale base
+    "model.query_selection": "nms",
+    "model.postprocess": "nms",
+    "assign.method": "deta_decoder_only",
+}
+
+DAB_DETR_OVERRIDES = {  # Align-DETR Table 2's base: learned 4-D anchors, 300 queries, end-to-end (no NMS)
+    "model.base": "dab_detr",
+    "model.num_feature_levels": 1,
+    "model.postprocess": "topk",
+}
+
+
+def _detr_dc5_r50() -> Config:
+    # DETA Table 1, DETR column: ResNet-50-DC5, 6 + 6 layers, FFN 2048, 300 queries, 50 epochs.
+    return _paper_r50_1x().override({**DETR_DC5_OVERRIDES, "model.num_queries": 300, "train.epochs": 50,
+                                     "train.lr_drop_epochs": [40]}).override({"name": "detr-dc5-r50"})
+
+
+def _cpu_detr_dc5() -> Config:
+    return _cpu().override(DETR_DC5_OVERRIDES).override({"name": "cpu-detr-dc5"})
+
+
+def _smoke_detr_dc5() -> Config:
+    return _smoke().override(DETR_DC5_OVERRIDES).override({"name": "smoke-detr-dc5"})
+
+
+def _dab_detr_r50() -> Config:
+    # DAB-DETR R50 as in Align-DETR Table 2: C5 (stride 32), 6 + 6 layers, FFN 2048, dropout 0,
+    # 300 queries, Hungarian matching, lr 1e-4 (backbone 1e-5), 50 epochs with the drop at 40.
+    return _paper_r50_1x().override({
+        **DAB_DETR_OVERRIDES, "model.num_queries": 300, "assign.method": "hungarian",
+        "train.lr": 1e-4, "train.lr_backbone": 1e-5, "train.epochs": 50, "train.lr_drop_epochs": [40],
+    }).override({"name": "dab-detr-r50"})
+
+
+def _cpu_dab_detr() -> Config:
+    # dilated C5 (the DC5 row of Table 2): a 256 px image gives 16 x 16 tokens instead of 8 x 8
+    return _cpu().override({**DAB_DETR_OVERRIDES, "model.dilated_c5": True}).override({"name": "cpu-dab-detr"})
+
+
+def _smoke_dab_detr() -> Config:
+    return _smoke().override({**DAB_DETR_OVERRIDES, "model.dilated_c5": True}).override({"name": "smoke-dab-detr"})
+
+
+# ------------------------------------------------------------------------------ DINO (Align-DETR's base)
+_DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; end-to-end (no NMS)
+    "model.base": "dino",
+    "model.query_selection": "topk",
+    "model.postprocess": "topk",
+    "assign.method": "hungarian",
+    "loss.cls_loss": "focal",
+}
+
+
+def _dino_r50_1x() -> Config:
+    # DINO-4scale R50 as configured by Align-DETR: 4 levels, 6 + 6 layers, FFN 2048, dropout 0, 900
+    # queries, dn_number 100, label noise 0.5, box noise 1.0; lr 1e-4 (backbone 1e-5), 12 epochs,
+    # drop at 11, batch 16.
+    return _paper_r50_1x().override({
+        **_DINO, "model.num_feature_levels": 4, "model.num_queries": 900, "train.lr": 1e-4,
+        "train.lr_backbone": 1e-5, "train.lr_drop_epochs": [11],
+    }).override({"name": "dino-r50-1x"})
+
+
+def _cpu_dino() -> Config:
+    return _cpu().override(_DINO).override({"name": "cpu-dino"})
+
+
+def _smoke_dino() -> Config:
+    # dn_number 10 (not 100): a few denoising groups keep the smoke model as fast as the others
+    return _smoke().override({**_DINO, "model.dn_number": 10}).override({"name": "smoke-dino"})
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "smoke": _smoke,
     "cpu": _cpu,
     "paper-r50-1x": _paper_r50_1x,
+    "detr-dc5-r50": _detr_dc5_r50,
+    "cpu-detr-dc5": _cpu_detr_dc5,
+    "smoke-detr-dc5": _smoke_detr_dc5,
+    "dab-detr-r50": _dab_detr_r50,
+    "cpu-dab-detr": _cpu_dab_detr,
+    "smoke-dab-detr": _smoke_dab_detr,
+    "dino-r50-1x": _dino_r50_1x,
+    "cpu-dino": _cpu_dino,
+    "smoke-dino": _smoke_dino,
 }
 
 

@@ -3,10 +3,14 @@
 Executed copies (with their outputs) go to ``results/notebooks/``; the sources under
 ``notebooks/`` stay clean. Notebooks whose name starts with ``_`` are skipped. At the end
 ``results/README.md`` is regenerated: an index of every table, figure and verdict.
+
+``--executor slurm`` trains each run as a Slurm job (settings: ``--slurm-config FILE`` or the
+``ASSIGNLAB_SLURM_*`` variables; see the README, "Running the study on a Slurm cluster").
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -30,8 +34,12 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", default="cpu", help="smoke (seconds), cpu (the laptop study) or a paper profile")
-    parser.add_argument("--executor", default="local", help="where runs train: local worker processes")
+    parser.add_argument("--executor", default="local", choices=("local", "slurm"),
+                        help="where runs train: local worker processes, or one Slurm job per run")
     parser.add_argument("--workers", type=int, default=2, help="parallel training runs (local executor)")
+    parser.add_argument("--slurm-config", default=None, metavar="FILE",
+                        help="JSON/YAML slurm settings for --executor slurm (passed to the notebooks as "
+                             "$ASSIGNLAB_SLURM_CONFIG; see the README, 'Running the study on a Slurm cluster')")
     parser.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run; default all")
     parser.add_argument("--out", default=str(OUTPUT_DIR), help="folder for the executed notebooks")
 
@@ -41,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     if args.only:
         notebooks = [p for p in notebooks if p.stem in set(args.only)]
     parameters = {"profile": args.profile, "executor": args.executor, "workers": args.workers}
+    if args.slurm_config:  # the notebooks' kernels inherit the environment
+        from assignlab.study.executors import SLURM_CONFIG_ENV, load_slurm_settings
+
+        load_slurm_settings(args.slurm_config)  # a bad file fails here, before any notebook runs
+        os.environ[SLURM_CONFIG_ENV] = str(Path(args.slurm_config).resolve())
     failed = []
     for source in notebooks:
         output = Path(args.out) / source.name

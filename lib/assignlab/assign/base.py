@@ -23,6 +23,7 @@ METHODS: dict[str, str] = {
     "hungarian": "assignlab.assign.hungarian:hungarian_plan",
     "b_matching": "assignlab.assign.b_matching:b_matching_plan",
     "deta": "assignlab.assign.deta:deta_plan",
+    "deta_decoder_only": "assignlab.assign.deta_decoder_only:deta_decoder_only_plan",
     "align": "assignlab.assign.mixed:align_plan",
 }
 

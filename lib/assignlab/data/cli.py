@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same bytes)")
     synth.add_argument("--size", type=int, default=256, help="image side in pixels")
     synth.add_argument("--workers", type=int, default=None, help="processes drawing images (default: up to 4)")
+    prepare = sub.add_parser("prepare", help="generate a preset's synthetic train and val splits where it will read them")
+    prepare.add_argument("--preset", default="cpu", help="named configuration (smoke, cpu, ...)")
     check = sub.add_parser("check", help="validate a COCO annotation file and its image folder")
     check.add_argument("--ann", required=True, help="instances_<split>.json")
     check.add_argument("--images", required=True, help="image folder")
@@ -35,6 +37,18 @@ def run(args: argparse.Namespace) -> int:
             f"small {100 * props['small']:.1f} %, medium {100 * props['medium']:.1f} %, large {100 * props['large']:.1f} % "
             "(COCO: 41 / 34 / 24 %)"
         )
+        return 0
+    if args.data_command == "prepare":
+        from assignlab.data.build import dataset_root, ensure_synthetic_split
+        from assignlab.presets import preset
+
+        cfg = preset(args.preset).data
+        if not cfg.synthetic:
+            print(f"preset {args.preset} reads real data from {cfg.root}; nothing to generate")
+            return 0
+        for split in (cfg.train_split, cfg.val_split):
+            print(f"{split}: {ensure_synthetic_split(cfg, split)}")
+        print(f"preset {args.preset}: synthetic data ready in {dataset_root(cfg)}")
         return 0
     if args.data_command == "check":
         from assignlab.data.coco import CocoDetection

@@ -119,7 +119,11 @@ def train_one_epoch(
             break
         images, mask, targets = images.to(device), mask.to(device), _to_device(targets, device)
         with autocast:
-            outputs = model(images, mask)
+            # models that train with the targets as input (DINO's denoising queries) say so
+            if getattr(getattr(model, "module", model), "takes_targets", False):
+                outputs = model(images, mask, targets)
+            else:
+                outputs = model(images, mask)
         losses = criterion(outputs, targets)
         loss = losses["loss"]
         finite = dist.all_reduce_sum(torch.tensor([float(torch.isfinite(loss))], device=device))

@@ -12,6 +12,16 @@ the top-level ``pred_logits``/``pred_boxes``). For each output the criterion com
   match's prime-sample weight when the assignment gives one (Align-DETR eq. 7);
 - ``loss_iou_<output>``: the IoU-branch loss, on decoder outputs that carry ``pred_iou``.
 
+Two further output groups, each present only when the model makes it:
+
+- ``"dn0"`` ... ``"dn{L-1}"`` (DINO's denoising queries, ``outputs["dn_outputs"]``): fixed
+  matches (each positive denoising query to its object, as the model records them), the
+  configured classification loss and the box losses with weight 1, normalised by the object count
+  times the number of denoising groups (released Align-DETR);
+- ``"one2many_dec0"`` ... (hybrid matching, ``outputs["one2many_outputs"]``): Hungarian matching
+  with every object repeated ``assign.hybrid_k`` times, normalised by the object count times
+  ``hybrid_k`` (the released code repeats the targets), weighted by ``assign.hybrid_loss_weight``.
+
 Every term is a sum divided by the number of objects (all-reduced across processes, >= 1), never
 by the number of positives. ``"loss"`` is the weighted total (weights in :attr:`weight_dict`,
 built once: cls 1, L1 5, GIoU 2 by default). Keys ``stat_*`` are detached statistics, not losses.
@@ -28,6 +38,7 @@ import torch
 from torch import Tensor, nn
 
 from assignlab.assign.base import AssignResult, build_plan
+from assignlab.assign.hungarian import HungarianAssigner, match_cost_from_config
 from assignlab.config import AssignConfig, Config, LossConfig
 from assignlab.losses.boxes import giou_box_loss, l1_box_loss, paired_box_iou
 from assignlab.losses.focal import focal_loss
@@ -38,6 +49,8 @@ from assignlab.losses.targets import num_objects_for_normalisation, prepare_targ
 from assignlab.losses.vfl import varifocal_loss
 
 ENCODER = "enc"
+DENOISING = "dn"
+ONE2MANY = "one2many_dec"
 
 
 @dataclass(frozen=True)
@@ -81,10 +94,12 @@ class Criterion(nn.Module):
         num_classes: C, number of object classes (logit channels).
         num_decoder_layers: L; the outputs must hold L - 1 auxiliary layers.
         generator: random source of DETA's subsampling (global RNG when None).
+        denoising: the model makes DINO's denoising outputs (``dn_outputs``).
+        one2many: the model makes hybrid matching's one-to-many outputs (``one2many_outputs``).
     """
 
     def __init__(self, assign: AssignConfig, loss: LossConfig, num_classes: int, *, num_decoder_layers: int = 6,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, denoising: bool = False, one2many: bool = False) -> None:
         super().__init__()
         if loss.cls_loss not in CLASSIFICATION_LOSSES:
             raise ValueError(f"unknown cls_loss {loss.cls_loss!r}; known: {sorted(CLASSIFICATION_LOSSES)}")
@@ -97,12 +112,20 @@ class Criterion(nn.Module):
         self.plan = build_plan(assign, loss)
         self.generator = generator
         self.output_names = (ENCODER,) + tuple(decoder_output_name(i) for i in range(num_decoder_layers))
+        self.denoising_names = tuple(f"{DENOISING}{i}" for i in range(num_decoder_layers)) if denoising else ()
+        self.one2many_names = tuple(f"{ONE2MANY}{i}" for i in range(num_decoder_layers)) if one2many else ()
+        if one2many and assign.hybrid_k < 1:
+            raise ValueError(f"assign.hybrid_k must be >= 1, got {assign.hybrid_k}")
+        self.one2many_assigner = (HungarianAssigner(match_cost_from_config(assign), copies=assign.hybrid_k)
+                                  if one2many else None)
         self.weight_dict = self._build_weight_dict()
 
     @classmethod
     def from_config(cls, config: Config, generator: torch.Generator | None = None) -> "Criterion":
-        return cls(config.assign, config.loss, config.model.num_classes,
-                   num_decoder_layers=config.model.dec_layers, generator=generator)
+        model = config.model
+        return cls(config.assign, config.loss, model.num_classes, num_decoder_layers=model.dec_layers,
+                   generator=generator, denoising=model.base == "dino" and model.dn_number > 0,
+                   one2many=model.num_queries_one2many > 0)
 
     def _build_weight_dict(self) -> dict[str, float]:
         cfg = self.loss_config
@@ -112,6 +135,14 @@ class Criterion(nn.Module):
                             f"loss_giou_{name}": cfg.giou_weight})
             if name != ENCODER:
                 weights[f"loss_iou_{name}"] = cfg.iou_branch_weight
+        for name in self.denoising_names:
+            weights.update({f"loss_cls_{name}": cfg.cls_weight, f"loss_l1_{name}": cfg.l1_weight,
+                            f"loss_giou_{name}": cfg.giou_weight, f"loss_iou_{name}": cfg.iou_branch_weight})
+        scale = self.assign_config.hybrid_loss_weight
+        for name in self.one2many_names:
+            weights.update({f"loss_cls_{name}": scale * cfg.cls_weight, f"loss_l1_{name}": scale * cfg.l1_weight,
+                            f"loss_giou_{name}": scale * cfg.giou_weight,
+                            f"loss_iou_{name}": scale * cfg.iou_branch_weight})
         return weights
 
     # ----------------------------------------------------------------------------------- outputs
@@ -129,6 +160,24 @@ class Criterion(nn.Module):
             named[ENCODER] = outputs["enc_outputs"]
         for i, layer in enumerate(aux + [outputs]):
             named[decoder_output_name(i)] = layer
+        for name, out in named.items():
+            _check_finite(name, out)
+        return named
+
+    def group_outputs(self, outputs: Mapping[str, Any], key: str,
+                      names: Sequence[str]) -> dict[str, Mapping[str, Tensor]]:
+        """Per layer name, the layers of an extra query group (``dn_outputs``, ``one2many_outputs``);
+        empty when the outputs lack the group."""
+        group = outputs.get(key)
+        if group is None:
+            return {}
+        if not names:
+            raise ValueError(f"model outputs hold {key!r} but the criterion was not built for them "
+                             "(use Criterion.from_config with the model's config)")
+        layers = list(group.get("aux_outputs", [])) + [group]
+        if len(layers) != len(names):
+            raise ValueError(f"{key} holds {len(layers)} decoder layers, the criterion expects {len(names)}")
+        named = dict(zip(names, layers))
         for name, out in named.items():
             _check_finite(name, out)
         return named
@@ -162,6 +211,8 @@ class Criterion(nn.Module):
             results[name] = assigner(out["pred_logits"], out["pred_boxes"], labels, boxes,
                                      reference_boxes=outputs.get("proposal_boxes"), generator=generator)
             shared = results[name]
+        for name, out in self.group_outputs(outputs, "one2many_outputs", self.one2many_names).items():
+            results[name] = self.one2many_assigner(out["pred_logits"], out["pred_boxes"], labels, boxes)
         return results
 
     # ------------------------------------------------------------------------------------ losses
@@ -183,9 +234,29 @@ class Criterion(nn.Module):
         losses: dict[str, Tensor] = {}
         for name, out in named.items():
             losses.update(self._output_losses(name, out, prepared, assignments[name], num_objects))
+        for name, out in self.group_outputs(outputs, "one2many_outputs", self.one2many_names).items():
+            losses.update(self._output_losses(name, out, prepared, assignments[name],
+                                              num_objects * self.assign_config.hybrid_k))
+        losses.update(self._denoising_losses(outputs, prepared, num_objects))
         losses["loss"] = sum(self.weight_dict[key] * value for key, value in losses.items())
         losses.update(assignment_statistics(assignments))
         return (losses, assignments) if return_assignments else losses
+
+    def _denoising_losses(self, outputs: Mapping[str, Any], targets: list[dict[str, Tensor]],
+                          num_objects: float) -> dict[str, Tensor]:
+        """Losses of DINO's denoising queries: fixed matches, normalised by objects x groups."""
+        named = self.group_outputs(outputs, "dn_outputs", self.denoising_names)
+        if not named:
+            return {}
+        group = outputs["dn_outputs"]
+        results = [AssignResult(group["pad_size"], len(t["labels"]), pred_idx.to(t["labels"].device),
+                                gt_idx.to(t["labels"].device))
+                   for t, pred_idx, gt_idx in zip(targets, group["pred_idx"], group["gt_idx"])]
+        normaliser = num_objects * group["num_groups"]
+        losses: dict[str, Tensor] = {}
+        for name, out in named.items():
+            losses.update(self._output_losses(name, out, targets, results, normaliser))
+        return losses
 
     def _output_losses(self, name: str, out: Mapping[str, Tensor], targets: list[dict[str, Tensor]],
                        results: list[AssignResult], num_objects: float) -> dict[str, Tensor]:

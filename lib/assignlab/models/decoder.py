@@ -76,11 +76,15 @@ class DeformableDecoderLayer(nn.Module):
 
     def forward(self, tgt: torch.Tensor, query_pos: torch.Tensor, reference_points: torch.Tensor,
                 memory: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
-                memory_padding_mask: torch.Tensor) -> torch.Tensor:
-        """tgt, query_pos [B, Q, d]; reference_points [B, Q, levels, 4] cxcywh; memory [B, S, d] -> [B, Q, d]."""
+                memory_padding_mask: torch.Tensor, self_attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tgt, query_pos [B, Q, d]; reference_points [B, Q, levels, 4] cxcywh; memory [B, S, d] -> [B, Q, d].
+
+        self_attn_mask: optional [Q, Q] bool, True where query i may not attend to query j (the
+        denoising groups of DINO, the one-to-many group of hybrid matching).
+        """
         if self.has_self_attn:
             q = k = tgt + query_pos
-            mixed = self.self_attn(q, k, tgt, need_weights=False)[0]
+            mixed = self.self_attn(q, k, tgt, attn_mask=self_attn_mask, need_weights=False)[0]
         else:
             mixed = self.self_attn_ffn(tgt + query_pos)
         tgt = self.norm2(tgt + self.dropout2(mixed))
@@ -108,14 +112,15 @@ class DeformableDecoder(nn.Module):
 
     def forward(self, tgt: torch.Tensor, reference_points: torch.Tensor, memory: torch.Tensor,
                 spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, valid_ratios: torch.Tensor,
-                query_pos: torch.Tensor, memory_padding_mask: torch.Tensor,
-                bbox_embed: nn.ModuleList) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+                query_pos: torch.Tensor, memory_padding_mask: torch.Tensor, bbox_embed: nn.ModuleList,
+                self_attn_mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """
         Args:
             tgt, query_pos: [B, Q, d] content and positional queries.
             reference_points: [B, Q, 4] normalised cxcywh of the selected proposals (detached).
             memory: [B, S, d]; valid_ratios: [B, L, 2]; memory_padding_mask: [B, S].
             bbox_embed: one box head per decoder layer (extra heads are ignored).
+            self_attn_mask: optional [Q, Q] bool, True where query i may not attend to query j.
         Returns:
             hidden states per layer ([B, Q, d] each) and boxes per layer ([B, Q, 4] cxcywh each).
         """
@@ -125,7 +130,7 @@ class DeformableDecoder(nn.Module):
         for index, layer in enumerate(self.layers):
             reference_input = reference_points[:, :, None] * scale
             output = layer(output, query_pos, reference_input, memory, spatial_shapes,
-                           level_start_index, memory_padding_mask)
+                           level_start_index, memory_padding_mask, self_attn_mask)
             box = (bbox_embed[index](output) + inverse_sigmoid(reference_points)).sigmoid()
             hidden_states.append(output)
             boxes.append(box)

@@ -19,6 +19,7 @@ GROUPS = {
     "encoder": ("encoder",),
     "two_stage": ("enc_output", "enc_output_norm", "pos_trans", "pos_trans_norm", "pix_trans", "pix_trans_norm"),
     "decoder": ("decoder",),
+    "queries": ("tgt_embed", "label_enc"),  # DINO: learned content queries, denoising label embedding
     "heads": ("class_embed", "bbox_embed", "iou_embed"),
 }
 

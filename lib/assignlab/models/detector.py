@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,7 @@ from torch import nn
 from assignlab.config import ModelConfig
 from assignlab.models.decoder import DeformableDecoder, DeformableDecoderLayer
 from assignlab.models.encoder import DeformableEncoder, DeformableEncoderLayer
+from assignlab.models.hybrid import one2many_attention_mask, select_one2many_queries, split_query_groups
 from assignlab.models.ms_deform_attn import MSDeformAttn
 from assignlab.models.position_encoding import SinePositionEncoding, proposal_position_embedding
 from assignlab.models.query_selection import select_queries
@@ -78,7 +80,9 @@ class TwoStageDeformableDETR(nn.Module):
     Output dict: ``pred_logits`` [B, Q, C], ``pred_boxes`` [B, Q, 4] cxcywh, ``pred_iou`` [B, Q, 1]
     (only with ``iou_branch``), ``aux_outputs`` (decoder layers 0..L-2, same keys), ``enc_outputs``
     {``pred_logits`` [B, S, C], ``pred_boxes`` [B, S, 4], ``anchors`` [B, S, 4], ``valid`` [B, S]},
-    ``proposal_boxes`` [B, Q, 4] (detached selected proposals), ``proposal_indices`` [B, Q] (their tokens).
+    ``proposal_boxes`` [B, Q, 4] (detached selected proposals), ``proposal_indices`` [B, Q] (their tokens);
+    in training with hybrid matching (``num_queries_one2many`` > 0) also ``one2many_outputs``: the
+    one-to-many group's last layer (same keys, [B, Q2, ...]), its ``aux_outputs`` and ``proposal_boxes``.
     """
 
     def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
@@ -199,8 +203,51 @@ class TwoStageDeformableDETR(nn.Module):
         """Encoder, query selection, decoder and heads on projected features.
 
         sources: per level [B, d, H_l, W_l]; masks: per level [B, H_l, W_l] bool (True at padding);
-        positions: per level [B, d, H_l, W_l]. Returns the output dict of ``forward``.
+        positions: per level [B, d, H_l, W_l]. Returns the output dict of ``forward``. In training
+        with ``num_queries_one2many`` > 0 (hybrid matching) it also holds ``one2many_outputs``.
         """
+        stage = self.encoder_stage(sources, masks, positions)
+        indices = self.select_proposals(stage)
+        one2many = self.training and self.config.num_queries_one2many > 0
+        self_attn_mask = None
+        if one2many:
+            extra = select_one2many_queries(stage.enc_logits[..., 0], stage.valid, indices,
+                                            self.config.num_queries_one2many)
+            all_indices = torch.cat([indices, extra], 1)
+            self_attn_mask = one2many_attention_mask(self.num_queries, extra.shape[1], indices.device)
+        else:
+            all_indices = indices
+
+        # second stage: queries from the selected proposals (position from the box, content from memory)
+        gather = all_indices[..., None]
+        proposals_unact = torch.gather(stage.enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
+        reference_points = proposals_unact.sigmoid()
+        d = self.config.hidden_dim
+        query_pos, tgt = self.pos_trans_norm(
+            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
+        selected_memory = torch.gather(stage.output_memory, 1, gather.expand(-1, -1, d)).detach()
+        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
+
+        hidden_states, boxes = self.decoder(tgt, reference_points, stage.memory, stage.spatial_shapes,
+                                            stage.level_start_index, stage.valid_ratios, query_pos,
+                                            stage.mask_flat, self.bbox_embed, self_attn_mask)
+        per_layer = self.layer_outputs(hidden_states, boxes)
+        if one2many:
+            per_layer, per_layer_one2many = split_query_groups(per_layer, self.num_queries)
+        result = dict(per_layer[-1])
+        result["aux_outputs"] = per_layer[:-1]
+        result["enc_outputs"] = stage.enc_outputs()
+        result["proposal_boxes"] = reference_points[:, :self.num_queries]
+        result["proposal_indices"] = indices
+        if one2many:
+            result["one2many_outputs"] = dict(per_layer_one2many[-1], aux_outputs=per_layer_one2many[:-1],
+                                              proposal_boxes=reference_points[:, self.num_queries:])
+        return result
+
+    # ------------------------------------------------------------------- pieces shared by the bases
+    def encoder_stage(self, sources: list[torch.Tensor], masks: list[torch.Tensor],
+                      positions: list[torch.Tensor]) -> "EncoderStage":
+        """Flatten the levels, run the encoder and make one proposal per token (first stage)."""
         device = sources[0].device
         spatial_shapes = torch.as_tensor([src.shape[-2:] for src in sources], dtype=torch.long, device=device)
         level_start_index = torch.cat((spatial_shapes.new_zeros(1), spatial_shapes.prod(1).cumsum(0)[:-1]))
@@ -220,36 +267,51 @@ class TwoStageDeformableDETR(nn.Module):
         head = self.config.dec_layers
         enc_logits = self.class_embed[head](output_memory)  # (B, S, C)
         enc_coord_unact = self.bbox_embed[head](output_memory) + anchors_unact  # (B, S, 4)
-        enc_boxes = enc_coord_unact.sigmoid()
+        return EncoderStage(memory, spatial_shapes, level_start_index, valid_ratios, mask_flat, output_memory,
+                            enc_logits, enc_coord_unact, anchors, level_ids, valid)
 
-        indices = select_queries(
-            enc_logits[..., 0], enc_boxes, level_ids, valid, self.num_queries, self.num_feature_levels,
-            method=self.config.query_selection, topk_per_level=self.config.proposal_topk_per_level,
-            iou_threshold=self.config.query_nms_iou, valid_only=self.config.select_valid_proposals_only)
+    def select_proposals(self, stage: "EncoderStage") -> torch.Tensor:
+        """[B, num_queries] token indices of the proposals that become the decoder queries."""
+        return select_queries(
+            stage.enc_logits[..., 0], stage.enc_coord_unact.sigmoid(), stage.level_ids, stage.valid,
+            self.num_queries, self.num_feature_levels, method=self.config.query_selection,
+            topk_per_level=self.config.proposal_topk_per_level, iou_threshold=self.config.query_nms_iou,
+            valid_only=self.config.select_valid_proposals_only)
 
-        # second stage: queries from the selected proposals (position from the box, content from memory)
-        gather = indices[..., None]
-        proposals_unact = torch.gather(enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
-        reference_points = proposals_unact.sigmoid()
-        d = self.config.hidden_dim
-        query_pos, tgt = self.pos_trans_norm(
-            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
-        selected_memory = torch.gather(output_memory, 1, gather.expand(-1, -1, d)).detach()
-        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
-
-        hidden_states, boxes = self.decoder(tgt, reference_points, memory, spatial_shapes, level_start_index,
-                                            valid_ratios, query_pos, mask_flat, self.bbox_embed)
+    def layer_outputs(self, hidden_states: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[dict]:
+        """Per decoder layer {"pred_logits", "pred_boxes"[, "pred_iou"]} from its hidden states and boxes."""
         per_layer = []
         for layer, (hidden, box) in enumerate(zip(hidden_states, boxes)):
             output = {"pred_logits": self.class_embed[layer](hidden), "pred_boxes": box}
             if self.iou_embed is not None:
                 output["pred_iou"] = self.iou_embed[layer](hidden)
             per_layer.append(output)
+        return per_layer
 
-        result = dict(per_layer[-1])
-        result["aux_outputs"] = per_layer[:-1]
-        result["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes,
-                                 "anchors": anchors, "valid": valid}
-        result["proposal_boxes"] = reference_points
-        result["proposal_indices"] = indices
-        return result
+
+@dataclass(frozen=True)
+class EncoderStage:
+    """What the encoder and the first stage hand to query selection (S tokens over all levels).
+
+    memory [B, S, d]; spatial_shapes [L, 2]; level_start_index [L]; valid_ratios [B, L, 2];
+    mask_flat [B, S] (True at padding); output_memory [B, S, d] (after enc_output/norm);
+    enc_logits [B, S, C]; enc_coord_unact [B, S, 4] (inverse sigmoid of cxcywh);
+    anchors [B, S, 4] cxcywh; level_ids [S]; valid [B, S] (not padding, anchor inside the image).
+    """
+
+    memory: torch.Tensor
+    spatial_shapes: torch.Tensor
+    level_start_index: torch.Tensor
+    valid_ratios: torch.Tensor
+    mask_flat: torch.Tensor
+    output_memory: torch.Tensor
+    enc_logits: torch.Tensor
+    enc_coord_unact: torch.Tensor
+    anchors: torch.Tensor
+    level_ids: torch.Tensor
+    valid: torch.Tensor
+
+    def enc_outputs(self) -> dict:
+        """The ``enc_outputs`` entry of the output contract."""
+        return {"pred_logits": self.enc_logits, "pred_boxes": self.enc_coord_unact.sigmoid(),
+                "anchors": self.anchors, "valid": self.valid}

@@ -2,6 +2,7 @@
 
     python -m assignlab study list
     python -m assignlab study run --table deta_table1 --profile smoke --workers 2
+    python -m assignlab study run --table deta_table1 --profile paper --executor slurm --slurm-config slurm.yaml
     python -m assignlab study status --table deta_table5 --profile cpu
 """
 from __future__ import annotations
@@ -21,10 +22,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action.add_argument("--results-dir", default="results")
         action.add_argument("--cache-dir", default=None, help="training folders (default: work-cache/runs)")
         action.add_argument("--data-root", default=None, help="replaces data.root of every run")
+        action.add_argument("--base", default=None, help="model.base to run the table on, where it allows "
+                                                         "another (default: the table's own)")
+        action.add_argument("--stale-after", type=float, default=None, metavar="SECONDS",
+                            help="a claim without heartbeat for this long is stale (default: "
+                                 "$ASSIGNLAB_STALE_CLAIM_S or 600)")
         if name == "run":
-            action.add_argument("--workers", type=int, default=2)
+            action.add_argument("--workers", type=int, default=2, help="parallel runs (executor local)")
             action.add_argument("--threads", type=int, default=None, help="torch threads per worker")
-            action.add_argument("--executor", default="local")
+            action.add_argument("--executor", default="local", choices=("local", "slurm"),
+                                help="local worker processes, or one Slurm job per run (submitit)")
+            action.add_argument("--slurm-config", default=None, metavar="FILE",
+                                help="JSON/YAML slurm settings (default: $ASSIGNLAB_SLURM_CONFIG and "
+                                     "ASSIGNLAB_SLURM_* variables; see the README, 'Running the study on a Slurm cluster')")
             action.add_argument("--device", default="cpu")
 
 
@@ -35,13 +45,14 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for spec in TABLES.values():
             counts = ", ".join(f"{p}: {len(plan_runs(spec, p))}" for p in PROFILES)
-            print(f"{spec.name:14s} {len(spec.rows):2d} rows, runs ({counts})  {spec.title}")
+            print(f"{spec.name:16s} {len(spec.rows):2d} rows, runs ({counts})  {spec.title}")
         unique = ", ".join(f"{p}: {len({r.run_id for spec in TABLES.values() for r in plan_runs(spec, p)})}"
                            for p in PROFILES)
         print(f"distinct runs over all tables ({unique})")
         return 0
     if args.action == "status":
-        states = table_status(args.table, args.profile, args.seeds, args.results_dir, args.cache_dir, args.data_root)
+        states = table_status(args.table, args.profile, args.seeds, args.results_dir, args.cache_dir, args.data_root,
+                              args.stale_after, args.base)
         for item in states:
             print(f"{item['state']:11s} {item['run_id']}  seed {item['seed']}  {item['rows']}  {item['detail']}")
         counts: dict[str, int] = {}
@@ -53,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = reproduce_table(args.table, profile=args.profile, seeds=args.seeds, workers=args.workers,
                              executor=args.executor, data_root=args.data_root, device=args.device,
-                             results_dir=args.results_dir, cache_dir=args.cache_dir, threads_per_worker=args.threads)
+                             results_dir=args.results_dir, cache_dir=args.cache_dir, threads_per_worker=args.threads,
+                             slurm=args.slurm_config, stale_after_s=args.stale_after, base=args.base)
     print(result.files["markdown"].read_text())
     return 1 if result.report is not None and result.report.failed else 0

@@ -18,7 +18,7 @@ PARAMETERS = '''# Parameters (papermill overrides these; literals only)
 profile = "cpu"          # "smoke" (seconds, CI), "cpu" (the laptop study) or "paper"
 seeds = None             # None: the spec's seeds for the profile; or a list such as [0, 1, 2]
 workers = 2              # training runs at once
-executor = "local"       # worker processes on this machine
+executor = "local"       # "local": worker processes here; "slurm": one job per run (README: Slurm)
 data_root = None         # None: the profile's data folder
 device = "cpu"
 results_dir = "results"'''
@@ -51,14 +51,21 @@ def table_notebook(name: str) -> nbformat.NotebookNode:
              f"command line: `{RUN_COMMAND.format(name=name)}`.")
     if spec.notes:
         intro += f"\n\nNote: {spec.notes}"
+    parameters, base_argument = PARAMETERS, ""
+    if spec.other_bases:
+        choices = " or ".join(f'"{b}"' for b in (spec.base, *spec.other_bases))
+        parameters += "\n" + f'base = "{spec.base}"'.ljust(25) + f"# model.base of the runs: {choices}"
+        base_argument = ", base=base"
+        intro += (f"\n\nRuns on the `{spec.base}` base (the paper's); the parameter `base` runs it on "
+                  f"{' or '.join(f'`{b}`' for b in spec.other_bases)} instead (files `{name}_on_<base>`).")
     return _notebook([
         new_markdown_cell(intro),
-        _parameters_cell(),
+        _parameters_cell(parameters),
         new_code_cell(f'from IPython.display import Image, display\n\nfrom assignlab import study\n\n'
                       f'TABLE = "{name}"\nprint(study.get_table(TABLE).title, "| profile:", profile)'),
         new_code_cell("result = study.reproduce_table(TABLE, profile=profile, seeds=seeds, workers=workers, "
                       "executor=executor,\n                              data_root=data_root, device=device, "
-                      "results_dir=results_dir)"),
+                      f"results_dir=results_dir{base_argument})"),
         new_markdown_cell("## Our table beside the paper's"),
         new_code_cell("result.styled()"),
         new_code_cell("display(Image(filename=str(result.figure_path)))"),

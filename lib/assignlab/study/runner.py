@@ -8,11 +8,17 @@ Files (``results_dir`` and ``cache_dir`` are parameters; the defaults are ``resu
     work-cache/runs/<run-id>/            the training folder: checkpoint.pth, log.jsonl, train.log
                                          (stdout/stderr), claim.json while a worker trains it,
                                          error.json when it failed (large; never committed)
+    work-cache/submitit/<job-id>/        submitit's job files and logs (executor "slurm")
 
 A run id is ``<config hash>-s<seed>``: the same config and seed in two tables is one run,
 trained once; the second table copies the first table's result file. A run killed midway resumes
 from its last checkpoint (``train_run`` does that from its folder); a run that raises is reported
 with its log path and the others go on.
+
+Executors (:mod:`assignlab.study.executors`): "local" trains in worker processes here; "slurm"
+submits one submitit job per run. Many runners may share one results store: each run is trained
+by whoever claims its folder first (:mod:`assignlab.study.claims`); the others wait for it and
+copy its result.
 
 Workers are spawned processes: a script that calls :func:`run_table` must guard its top level
 with ``if __name__ == "__main__":`` (notebooks and ``python -m assignlab study`` need nothing).
@@ -25,10 +31,8 @@ import os
 import socket
 import sys
 import time
-import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -36,12 +40,21 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from assignlab.config import Config
+from assignlab.study import claims
+from assignlab.study.claims import CLAIM_NAME
+from assignlab.study.executors import (
+    ERROR_NAME,
+    EXECUTORS,
+    TRAIN_LOG_NAME,
+    SlurmSettings,
+    SubmititRunner,
+    TrainRequest,
+    TrainTask,
+    load_slurm_settings,
+)
 from assignlab.study.specs import TableSpec, get_table
 
-EXECUTORS = ("local",)
-CLAIM_NAME = "claim.json"
-ERROR_NAME = "error.json"
-TRAIN_LOG_NAME = "train.log"
+WAIT_POLL_S = 2.0  # how often a runner looks at runs that another owner trains
 
 
 # ----------------------------------------------------------------------------------- planning
@@ -80,9 +93,11 @@ def parse_seeds(seeds: Any) -> tuple[int, ...] | None:
     return parsed
 
 
-def plan_runs(table: str | TableSpec, profile: str, seeds: Any = None, data_root: str | None = None) -> list[PlannedRun]:
-    """The table's runs at ``profile``: one per distinct (config, seed), in row order."""
-    spec = get_table(table)
+def plan_runs(table: str | TableSpec, profile: str, seeds: Any = None, data_root: str | None = None,
+              base: str | None = None) -> list[PlannedRun]:
+    """The table's runs at ``profile``: one per distinct (config, seed), in row order. ``base``
+    (None: the table's own) runs the table on another base detector (``TableSpec.on_base``)."""
+    spec = get_table(table).on_base(base)
     chosen = parse_seeds(seeds) or spec.seeds(profile)
     by_id: dict[str, PlannedRun] = {}
     for row, config in spec.row_configs(profile, data_root):
@@ -115,6 +130,10 @@ class StudyPaths:
     def log_file(self, run_id: str) -> Path:
         return self.run_dir(run_id) / TRAIN_LOG_NAME
 
+    @property
+    def submitit_dir(self) -> Path:
+        return self.cache_dir.parent / "submitit"
+
     def find_result_elsewhere(self, run_id: str) -> Path | None:
         """A finished copy of the run in any table's folder, or None."""
         hits = sorted((self.results_dir / "runs").glob(f"*/{run_id}.json"))
@@ -124,7 +143,7 @@ class StudyPaths:
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write to a temporary file in the same folder, then rename (readers never see half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
     tmp.replace(path)
 
@@ -148,37 +167,17 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def train_in_worker(config_json: str, seed: int, run_dir: str, device: str,
-                    max_steps_per_epoch: int | None) -> dict[str, Any]:
-    """Train (or resume) one run in ``run_dir``; its output goes to ``run_dir/train.log``.
-
-    While it trains, ``claim.json`` names the process; an exception leaves ``error.json``.
-    """
-    from assignlab.engine.run import train_run
-
-    folder = Path(run_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / ERROR_NAME).unlink(missing_ok=True)
-    write_json_atomic(folder / CLAIM_NAME, {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
-    try:
-        with open(folder / TRAIN_LOG_NAME, "a") as log, redirect_stdout(log), redirect_stderr(log):
-            try:
-                return train_run(Config.from_json(config_json), seed, folder, device=device, progress=False,
-                                 max_steps_per_epoch=max_steps_per_epoch)
-            except BaseException as err:
-                traceback.print_exc()
-                write_json_atomic(folder / ERROR_NAME, {"error": f"{type(err).__name__}: {err}",
-                                                        "log": str(folder / TRAIN_LOG_NAME), "time": time.time()})
-                raise
-    finally:
-        (folder / CLAIM_NAME).unlink(missing_ok=True)
+def train_in_worker(request: TrainRequest) -> dict[str, Any]:
+    """Claim and train (or resume) one run in a worker process (see :class:`TrainTask`)."""
+    return TrainTask(request)()
 
 
 # ------------------------------------------------------------------------------------- report
 @dataclass
 class RunOutcome:
     run: PlannedRun
-    state: str                       # "finished" (already there), "reused", "trained", "failed"
+    state: str                       # "finished" (already there), "reused" (also: trained by another
+                                     # runner meanwhile), "trained", "failed"
     result_file: Path | None = None
     log_file: Path | None = None
     error: str | None = None
@@ -227,6 +226,9 @@ def run_table(
     device: str = "cpu",
     max_steps_per_epoch: int | None = None,
     progress: bool = True,
+    slurm: SlurmSettings | dict | str | Path | None = None,
+    stale_after_s: float | None = None,
+    base: str | None = None,
 ) -> TableRunReport:
     """Make every run of ``table`` at ``profile`` finished, training only what is missing.
 
@@ -234,15 +236,26 @@ def run_table(
         seeds: None (the spec's seeds), an int, a list or ``"0,1"``.
         workers: training processes at once; ``threads_per_worker`` torch threads each
             (default: the machine's cores divided among the workers).
-        executor: "local" (worker processes on this machine).
+        executor: "local" (worker processes on this machine) or "slurm" (one submitit job per run;
+            ``workers`` is then ignored: Slurm decides how many run at once).
         data_root: replaces ``data.root`` of every run (part of the run id).
+        slurm: the slurm executor's settings: a :class:`SlurmSettings`, a mapping, or a JSON/YAML
+            file; unset fields come from ``ASSIGNLAB_SLURM_*`` variables (README: "Running the study on a Slurm cluster").
+            Jobs that ask for GPUs train on "cuda".
+        stale_after_s: a claim whose heartbeat is older is taken over (default:
+            ``$ASSIGNLAB_STALE_CLAIM_S`` or 10 minutes).
+        base: run the table on this base detector instead of its own (``TableSpec.on_base``;
+            the runs and result files are the renamed table's).
+    Runs that another runner is training (a live claim) are waited for and copied, not trained.
     Returns the report; failed runs are listed there (and printed) with their log paths.
     """
     if executor not in EXECUTORS:
         raise ValueError(f"unknown executor {executor!r} (available: {', '.join(EXECUTORS)})")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
-    spec = get_table(table)
+    settings = load_slurm_settings(slurm) if executor == "slurm" else None
+    timeout = claims.stale_after(stale_after_s)
+    spec = get_table(table).on_base(base)
     paths = StudyPaths.make(results_dir, cache_dir)
     threads = threads_per_worker or default_threads(workers)
     start = time.time()
@@ -254,8 +267,18 @@ def run_table(
             pending.append(run)
         else:
             report.outcomes.append(outcome)
-    if pending:
-        report.outcomes += _train(pending, paths, profile, workers, threads, device, max_steps_per_epoch, progress)
+    while pending:
+        to_train, busy = _split_claimed(pending, paths, timeout)
+        if to_train and settings is not None:
+            outcomes, busy_now = _train_on_cluster(to_train, paths, profile, settings, device, max_steps_per_epoch,
+                                                   threads_per_worker, timeout, progress)
+        elif to_train:
+            outcomes, busy_now = _train(to_train, paths, profile, workers, threads, device, max_steps_per_epoch,
+                                        timeout, progress)
+        else:
+            outcomes, busy_now = [], []
+        report.outcomes += outcomes
+        pending = _wait_for_other_owners(busy + busy_now, paths, profile, timeout, report, progress)
     report.wall_time_s = time.time() - start
     if report.failed or progress:
         print(report.summary(), file=sys.stderr if report.failed else sys.stdout, flush=True)
@@ -279,85 +302,162 @@ def _reuse(run: PlannedRun, paths: StudyPaths, profile: str) -> RunOutcome | Non
     return RunOutcome(run, "reused", target)
 
 
+def _request(run: PlannedRun, paths: StudyPaths, device: str, max_steps_per_epoch: int | None,
+             stale_after_s: float, **launch: Any) -> TrainRequest:
+    return TrainRequest(run.config.to_json(), run.seed, str(paths.run_dir(run.run_id)), device, max_steps_per_epoch,
+                        stale_after_s=stale_after_s, **launch)
+
+
 def _train(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, workers: int, threads: int, device: str,
-           max_steps_per_epoch: int | None, progress: bool) -> list[RunOutcome]:
-    """Train ``runs`` in a pool of worker processes.
+           max_steps_per_epoch: int | None, stale_after_s: float,
+           progress: bool) -> tuple[list[RunOutcome], list[PlannedRun]]:
+    """Train ``runs`` in a pool of worker processes: (outcomes, runs found claimed by another owner).
 
     A worker that dies (killed, out of memory) breaks the pool: the runs it was training (their
-    claim file is left behind) are reported failed, and the runs not started yet go to a new pool.
+    claim names a process that has ended) are reported failed, and the runs not started yet go to a
+    new pool.
     """
     outcomes: list[RunOutcome] = []
+    busy: list[PlannedRun] = []
     remaining = list(runs)
     bar = tqdm(total=len(runs), desc=f"{runs[0].table}: training", unit="run", disable=not progress)
     while remaining:
-        finished, interrupted = _train_in_pool(remaining, paths, profile, workers, threads, device,
-                                               max_steps_per_epoch, bar)
+        finished, interrupted, claimed = _train_in_pool(remaining, paths, profile, workers, threads, device,
+                                                        max_steps_per_epoch, stale_after_s, bar)
         outcomes += finished
-        died = [run for run in interrupted if (paths.run_dir(run.run_id) / CLAIM_NAME).exists()]
+        busy += claimed
+        died = [run for run in interrupted if _claimed_by_ended_process(paths.run_dir(run.run_id))]
         for run in died:
-            (paths.run_dir(run.run_id) / CLAIM_NAME).unlink()
+            (paths.run_dir(run.run_id) / CLAIM_NAME).unlink(missing_ok=True)
             outcomes.append(RunOutcome(run, "failed", None, paths.log_file(run.run_id),
                                        "its worker process died (killed or out of memory); it resumes on the next run"))
         remaining = [run for run in interrupted if run not in died]
-        if remaining and not finished and not died:
+        if remaining and not finished and not died and not claimed:
             reason = ("worker processes died before starting a run (a script that calls run_table needs "
                       "`if __name__ == '__main__':`, as spawned workers import it)")
             outcomes += [RunOutcome(run, "failed", None, paths.log_file(run.run_id), reason) for run in remaining]
             break
         bar.update(len(died))
     bar.close()
-    return outcomes
+    return outcomes, busy
+
+
+def _claimed_by_ended_process(run_dir: Path) -> bool:
+    held = claims.read_claim(run_dir)
+    return held is not None and held.host == socket.gethostname() and not claims.pid_alive(held.pid)
 
 
 def _train_in_pool(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, workers: int, threads: int,
-                   device: str, max_steps_per_epoch: int | None, bar) -> tuple[list[RunOutcome], list[PlannedRun]]:
-    """(outcomes of the runs that ended, runs interrupted by a broken pool)."""
-    outcomes, interrupted = [], []
+                   device: str, max_steps_per_epoch: int | None, stale_after_s: float,
+                   bar) -> tuple[list[RunOutcome], list[PlannedRun], list[PlannedRun]]:
+    """(outcomes of the runs that ended, runs interrupted by a broken pool, runs claimed by another owner)."""
+    outcomes, interrupted, claimed = [], [], []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(runs)), mp_context=context,
                              initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(train_in_worker, run.config.to_json(), run.seed, str(paths.run_dir(run.run_id)),
-                               device, max_steps_per_epoch): run for run in runs}
+        futures = {pool.submit(train_in_worker, _request(run, paths, device, max_steps_per_epoch, stale_after_s)): run
+                   for run in runs}
         for future in as_completed(futures):
             run = futures[future]
             log = paths.log_file(run.run_id)
             try:
-                result = future.result()
+                answer = future.result()
             except BrokenProcessPool:
                 interrupted.append(run)
                 continue
             except Exception as err:  # one failed run must not stop the others
                 outcomes.append(RunOutcome(run, "failed", None, log, f"{type(err).__name__}: {str(err)[:300]}"))
             else:
-                if result is None:
-                    outcomes.append(RunOutcome(run, "failed", None, log, "training stopped before its last epoch"))
-                else:
-                    target = paths.result_file(run.table, run.run_id)
-                    write_json_atomic(target, study_record(result, run, profile))
-                    outcomes.append(RunOutcome(run, "trained", target, log))
+                if answer["state"] == "busy":
+                    claimed.append(run)
+                    continue
+                outcomes.append(_trained(run, answer, paths, profile))
             bar.update(1)
-    return outcomes, interrupted
+    return outcomes, interrupted, claimed
+
+
+def _trained(run: PlannedRun, answer: dict[str, Any], paths: StudyPaths, profile: str) -> RunOutcome:
+    """The outcome of a task that answered with a result (trained now, or found finished)."""
+    target = paths.result_file(run.table, run.run_id)
+    write_json_atomic(target, study_record(answer["result"], run, profile))
+    return RunOutcome(run, "trained" if answer["state"] == "trained" else "reused", target, paths.log_file(run.run_id))
+
+
+def _train_on_cluster(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, settings: SlurmSettings,
+                      device: str, max_steps_per_epoch: int | None, threads: int | None, stale_after_s: float,
+                      progress: bool) -> tuple[list[RunOutcome], list[PlannedRun]]:
+    """One submitit job per run; waits for them: (outcomes, runs found claimed by another owner)."""
+    device = "cuda" if settings.gpus_per_node > 0 else device
+    by_id = {run.run_id: run for run in runs}
+    runner = SubmititRunner(settings, Path(settings.folder) if settings.folder else paths.submitit_dir)
+    runner.submit({run.run_id: _request(run, paths, device, max_steps_per_epoch, stale_after_s, threads=threads,
+                                        gpus_per_node=settings.gpus_per_node, nodes=settings.nodes,
+                                        rdzv_port=settings.rdzv_port) for run in runs})
+    outcomes, busy = [], []
+    with tqdm(total=len(runs), desc=f"{runs[0].table}: {settings.cluster} jobs", unit="run",
+              disable=not progress) as bar:
+        for end in runner.wait():
+            run = by_id[end.key]
+            if end.state == "busy":
+                busy.append(run)
+                continue
+            if end.state in ("trained", "finished"):
+                outcomes.append(_trained(run, {"state": end.state, "result": end.result}, paths, profile))
+            else:
+                outcomes.append(RunOutcome(run, "failed", None, paths.log_file(run.run_id),
+                                           f"{end.error}; job log: {end.job_log}"))
+            bar.update(1)
+    return outcomes, busy
+
+
+# ------------------------------------------------------------------------ other owners' runs
+def _split_claimed(runs: Sequence[PlannedRun], paths: StudyPaths,
+                   stale_after_s: float) -> tuple[list[PlannedRun], list[PlannedRun]]:
+    """(runs to train here, runs another owner holds a live claim on)."""
+    free, held = [], []
+    for run in runs:
+        claim = claims.read_claim(paths.run_dir(run.run_id))
+        live = claim is not None and claim.owner != claims.Owner.current().token and claim.stale_reason(stale_after_s) is None
+        (held if live else free).append(run)
+    return free, held
+
+
+def _wait_for_other_owners(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, stale_after_s: float,
+                           report: TableRunReport, progress: bool) -> list[PlannedRun]:
+    """Wait while other owners train ``runs``: a run they finish is copied ("reused"); a run whose
+    claim is released without a result, or goes stale, is returned, to be trained here."""
+    waiting, again = list(runs), []
+    if waiting and progress:
+        print(f"waiting for {len(waiting)} run(s) trained by other runners", flush=True)
+    while waiting:
+        for run in list(waiting):
+            outcome = _reuse(run, paths, profile)
+            held = claims.read_claim(paths.run_dir(run.run_id)) if outcome is None else None
+            if outcome is not None:
+                report.outcomes.append(outcome)
+            elif held is None or held.stale_reason(stale_after_s) is not None:
+                again.append(run)
+            else:
+                continue
+            waiting.remove(run)
+        if waiting:
+            time.sleep(WAIT_POLL_S)
+    return again
 
 
 # ------------------------------------------------------------------------------------- status
-def run_state(run: PlannedRun, paths: StudyPaths) -> tuple[str, str]:
-    """(state, detail): finished / running / failed / interrupted / missing."""
+def run_state(run: PlannedRun, paths: StudyPaths, stale_after_s: float | None = None) -> tuple[str, str]:
+    """(state, detail): finished / running (where) / failed (log) / interrupted (resumable) / missing."""
     if paths.result_file(run.table, run.run_id).exists():
         return "finished", str(paths.result_file(run.table, run.run_id))
     elsewhere = paths.find_result_elsewhere(run.run_id)
     folder = paths.run_dir(run.run_id)
     if elsewhere is not None or (folder / "result.json").exists():
         return "finished", f"in {elsewhere or folder / 'result.json'} (copied on the next run of the table)"
-    claim = folder / CLAIM_NAME
-    if claim.exists():
-        try:
-            owner = read_json(claim)
-        except ValueError:
-            owner = {}
-        if owner.get("host") == socket.gethostname() and _alive(owner.get("pid")):
-            return "running", f"pid {owner['pid']} on {owner['host']}; log: {folder / TRAIN_LOG_NAME}"
-        if owner.get("host") not in (None, socket.gethostname()):
-            return "running", f"on {owner['host']}; log: {folder / TRAIN_LOG_NAME}"
+    held = claims.read_claim(folder)
+    stale = held.stale_reason(claims.stale_after(stale_after_s)) if held is not None else None
+    if held is not None and stale is None:
+        return "running", f"{held.where()}; log: {folder / TRAIN_LOG_NAME}"
     if (folder / ERROR_NAME).exists():
         try:
             error = read_json(folder / ERROR_NAME).get("error", "")
@@ -365,25 +465,21 @@ def run_state(run: PlannedRun, paths: StudyPaths) -> tuple[str, str]:
             error = "unreadable error.json"
         return "failed", f"{error}; log: {folder / TRAIN_LOG_NAME}"
     if (folder / "checkpoint.pth").exists():
-        return "interrupted", f"resumable from {folder / 'checkpoint.pth'}"
+        note = f" (stale claim of {held.where()}: {stale})" if held is not None else ""
+        return "interrupted", f"resumable from {folder / 'checkpoint.pth'}{note}"
+    if held is not None:
+        return "missing", f"stale claim of {held.where()}: {stale}"
     return "missing", ""
 
 
-def _alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, TypeError, ValueError):
-        return False
-    return True
-
-
 def table_status(table: str | TableSpec, profile: str = "cpu", seeds: Any = None, results_dir: str | Path = "results",
-                 cache_dir: str | Path | None = None, data_root: str | None = None) -> list[dict[str, Any]]:
-    """One dict per run: rows, seed, run_id, state, detail."""
+                 cache_dir: str | Path | None = None, data_root: str | None = None,
+                 stale_after_s: float | None = None, base: str | None = None) -> list[dict[str, Any]]:
+    """One dict per run: rows, seed, run_id, state, detail (see :func:`run_state`)."""
     paths = StudyPaths.make(results_dir, cache_dir)
     out = []
-    for run in plan_runs(table, profile, seeds, data_root):
-        state, detail = run_state(run, paths)
+    for run in plan_runs(table, profile, seeds, data_root, base):
+        state, detail = run_state(run, paths, stale_after_s)
         out.append({"rows": "; ".join(run.rows), "seed": run.seed, "run_id": run.run_id, "state": state, "detail": detail})
     return out
 

@@ -1,16 +1,16 @@
 """The study's tables: which runs make which paper table, their seeds and the claims they test.
 
 A table is a list of rows; a row is a set of dotted config overrides applied to the profile's
-base configuration (``preset(...)``), so the same row means the same thing at every profile. A
-run is (resolved config, seed); rows of different tables that resolve to the same config share
-their runs.
+preset of the table's base detector (``model.base``: DETA's two-stage Deformable-DETR, DINO,
+DETR-DC5 or DAB-DETR), so the same row means the same thing at every profile. A run is (resolved
+config, seed); rows of different tables that resolve to the same config share their runs.
 
 Every method is written out in full (assignment, classification loss, query selection and
 post-processing), so a row never depends on what a preset happens to default to.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from assignlab.config import Config
@@ -18,24 +18,42 @@ from assignlab.presets import preset
 
 
 # ----------------------------------------------------------------------------------- profiles
+TWO_STAGE = "two_stage_deformable"  # DETA's base (the default); the others are Align-DETR's and DETR's
+BASES = (TWO_STAGE, "dino", "detr_dc5", "dab_detr")
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A study size: the preset every run starts from, extra overrides and the default seeds."""
+    """A study size: the preset of each base detector, extra overrides and the default seeds.
+    ``preset`` is the two-stage base's preset; ``base_presets`` names the others'."""
 
     name: str
     preset: str
     seeds: tuple[int, ...]
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    base_presets: Mapping[str, str] = field(default_factory=dict)
 
-    def base_config(self) -> Config:
-        return preset(self.preset).override(dict(self.overrides))
+    def preset_for(self, base: str = TWO_STAGE) -> str:
+        presets = {TWO_STAGE: self.preset, **self.base_presets}
+        if base not in presets:
+            raise KeyError(f"profile {self.name!r} has no preset for model.base={base!r} (has: {', '.join(presets)})")
+        return presets[base]
+
+    def base_config(self, base: str = TWO_STAGE) -> Config:
+        return preset(self.preset_for(base)).override(dict(self.overrides))
+
+
+def _base_presets(dino: str, detr_dc5: str, dab_detr: str) -> dict[str, str]:
+    return {"dino": dino, "detr_dc5": detr_dc5, "dab_detr": dab_detr}
 
 
 # The seeds of every table at each profile. Change them here (or per table in TABLE_SEEDS).
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", "smoke", seeds=(0,)),
-    "cpu": Profile("cpu", "cpu", seeds=(0, 1, 2)),
-    "paper": Profile("paper", "paper-r50-1x", seeds=(0,)),
+    "smoke": Profile("smoke", "smoke", seeds=(0,),
+                     base_presets=_base_presets("smoke-dino", "smoke-detr-dc5", "smoke-dab-detr")),
+    "cpu": Profile("cpu", "cpu", seeds=(0, 1, 2), base_presets=_base_presets("cpu-dino", "cpu-detr-dc5", "cpu-dab-detr")),
+    "paper": Profile("paper", "paper-r50-1x", seeds=(0,),
+                     base_presets=_base_presets("dino-r50-1x", "detr-dc5-r50", "dab-detr-r50")),
 }
 
 # (table name, profile name) -> seeds, where a table needs other seeds than its profile's.
@@ -76,6 +94,42 @@ def align(cls_loss: str = "ia_bce", **extra: Any) -> dict[str, Any]:
             "model.query_selection": "topk", "model.postprocess": "topk", **extra}
 
 
+def deta_decoder_only(object_balance_k: int | None = 4) -> dict[str, Any]:
+    """DETA on the DETR-DC5 base (DETA Section 5.1): Hungarian matching of the encoder proposals,
+    IoU assignment with balancing K on the decoder, NMS in query selection and at inference."""
+    return {**deta(object_balance_k), "assign.method": "deta_decoder_only"}
+
+
+@dataclass(frozen=True)
+class Multiple:
+    """An override value that is ``factor`` times another field of the row's base config, so that
+    a ratio (not a count) is the same at every profile."""
+
+    field: str
+    factor: int
+
+    def resolve(self, config: Config) -> int:
+        value: Any = config
+        for key in self.field.split("."):
+            if not hasattr(value, key):
+                raise KeyError(f"Multiple: unknown config field {self.field!r}")
+            value = getattr(value, key)
+        return int(self.factor * value)
+
+
+# H-Deformable-DETR 1x: 300 one-to-one and 1500 one-to-many queries, the objects repeated 6 times
+HYBRID_QUERY_RATIO = 5
+HYBRID_K = 6
+
+
+def hybrid(cls_loss: str = "focal") -> dict[str, Any]:
+    """H-Deformable-DETR's hybrid matching (two-stage base only): Hungarian matching of the
+    one-to-one queries plus a training-only group of ``HYBRID_QUERY_RATIO`` x as many queries
+    matched one-to-many (every object repeated ``HYBRID_K`` times); top-k outputs (no NMS)."""
+    return {**hungarian(cls_loss), "model.num_queries_one2many": Multiple("model.num_queries", HYBRID_QUERY_RATIO),
+            "assign.hybrid_k": HYBRID_K}
+
+
 # -------------------------------------------------------------------------------------- specs
 @dataclass(frozen=True)
 class PaperRef:
@@ -88,10 +142,14 @@ class PaperRef:
 
 @dataclass(frozen=True)
 class RowSpec:
+    """A row: overrides of its base's preset. ``base`` None: the table's base; a name: that base
+    whatever the table's (a row that compares base detectors)."""
+
     label: str
     overrides: Mapping[str, Any]
     paper: PaperRef | None = None
     note: str = ""
+    base: str | None = None
 
 
 @dataclass(frozen=True)
@@ -140,11 +198,16 @@ class TableSpec:
     paper_only: tuple[PaperOnlyRow, ...] = ()
     notes: str = ""
     paper_file: str | None = None        # paper CSV stem; defaults to ``name``
+    base: str = TWO_STAGE                # ``model.base`` of the rows that do not name theirs
+    other_bases: tuple[str, ...] = ()    # bases the table may also run on (see ``on_base``)
 
     def __post_init__(self) -> None:
         labels = [row.label for row in self.rows]
         if len(set(labels)) != len(labels):
             raise ValueError(f"table {self.name}: duplicate row labels")
+        for base in (self.base, *self.other_bases, *(row.base for row in self.rows if row.base)):
+            if base not in BASES:
+                raise ValueError(f"table {self.name}: unknown base {base!r} (available: {', '.join(BASES)})")
         for claim in self.claims:
             unknown = set(claim.weights) - set(labels)
             if unknown:
@@ -163,15 +226,29 @@ class TableSpec:
     def seeds(self, profile: str) -> tuple[int, ...]:
         return TABLE_SEEDS.get((self.name, profile), get_profile(profile).seeds)
 
+    def on_base(self, base: str | None) -> "TableSpec":
+        """The table run on ``base`` instead of its own: a copy named ``<name>_on_<base>`` (its own
+        result files; its runs differ, the configs do), compared with the same paper rows. ``None``
+        or the table's base returns the table itself."""
+        if base is None or base == self.base:
+            return self
+        if base not in self.other_bases:
+            allowed = ", ".join((self.base, *self.other_bases))
+            raise ValueError(f"table {self.name} runs on model.base in ({allowed}), not {base!r}")
+        return replace(self, name=f"{self.name}_on_{base}", title=f"{self.title} [on the {base} base]",
+                       paper_file=self.paper_stem, base=base, other_bases=())
+
     def row_configs(self, profile: str, data_root: str | None = None) -> list[tuple[RowSpec, Config]]:
         """Each row with its resolved config at ``profile`` (``data_root`` replaces ``data.root``)."""
-        base = get_profile(profile).base_config()
-        if data_root is not None:
-            base = base.override({"data.root": str(data_root)})
         out = []
         for row in self.rows:
             try:
-                out.append((row, base.override(dict(row.overrides))))
+                base = get_profile(profile).base_config(row.base or self.base)
+                if data_root is not None:
+                    base = base.override({"data.root": str(data_root)})
+                overrides = {key: value.resolve(base) if isinstance(value, Multiple) else value
+                             for key, value in row.overrides.items()}
+                out.append((row, base.override(overrides)))
             except (KeyError, ValueError) as err:
                 raise ValueError(f"table {self.name}, row {row.label!r}: {err}") from None
         return out
@@ -203,7 +280,7 @@ def _deta_table1() -> TableSpec:
             Claim("Object balancing (K=4) improves IoU assignment",
                   difference("IoU assignment + NMS, K=4", "IoU assignment + NMS, K=inf"), ">"),
         ),
-        notes="The DETR column and the LVIS rows are not run (no DETR base, no LVIS data).",
+        notes="The DETR column is the table deta_table1_detr; the LVIS rows are not run (no LVIS data).",
     )
 
 
@@ -318,6 +395,7 @@ def _align_table4() -> TableSpec:
     )
     return TableSpec(
         name="align_table4",
+        base="dino", other_bases=(TWO_STAGE,),  # the paper's base, or DETA's
         title="Align-DETR Table 4: classification losses against the misalignment problem",
         rows=rows,
         claims=(
@@ -338,6 +416,7 @@ def _align_table5() -> TableSpec:
     )
     return TableSpec(
         name="align_table5",
+        base="dino", other_bases=(TWO_STAGE,),  # the paper's base, or DETA's
         title="Align-DETR Table 5: IA-BCE x mixed matching",
         rows=rows,
         claims=(
@@ -357,6 +436,7 @@ def _align_table6() -> TableSpec:
             for param, key, values in sweeps for value in values]
     return TableSpec(
         name="align_table6",
+        base="dino", other_bases=(TWO_STAGE,),  # the paper's base, or DETA's
         title="Align-DETR Table 6: sensitivity to alpha, k and tau (others at 0.25, 3, 1.5)",
         rows=tuple(rows),
         claims=(
@@ -379,6 +459,7 @@ def _align_table8() -> TableSpec:
                                 _ref(k=k, ps_weighting=int(ps))))
     return TableSpec(
         name="align_table8",
+        base="dino", other_bases=(TWO_STAGE,),  # the paper's base, or DETA's
         title="Align-DETR Table 8: prime-sample weighting",
         rows=tuple(rows),
         claims=(
@@ -400,6 +481,7 @@ def _align_tableB() -> TableSpec:
                         "IA-BCE itself, the same run as Table 4's IA-BCE row"))
     return TableSpec(
         name="align_tableB",
+        base="dino", other_bases=(TWO_STAGE,),  # the paper's base, or DETA's
         title="Align-DETR Table B: IA-BCE variants -w_pos ln(s) - w_neg ln(1-s)",
         rows=tuple(rows),
         claims=(
@@ -411,9 +493,121 @@ def _align_tableB() -> TableSpec:
     )
 
 
+# ------------------------------------------------------------------ the other base detectors
+def _deta_table1_detr() -> TableSpec:
+    detr = {"architecture": "detr", "dataset": "coco"}
+    return TableSpec(
+        name="deta_table1_detr",
+        title="DETA Table 1: IoU assignment vs Hungarian matching (DETR column, two-stage DETR-DC5)",
+        base="detr_dc5",
+        rows=(
+            RowSpec("Hungarian", hungarian(), _ref(**detr, row=2),
+                    "two-stage DETR-DC5 with Hungarian matching in both stages: the improved baseline (row 2)"),
+            RowSpec("IoU assignment + NMS, K=inf", deta_decoder_only(None), _ref(**detr, row=3)),
+            RowSpec("IoU assignment + NMS, K=4", deta_decoder_only(4), _ref(**detr, row=4)),
+        ),
+        paper_only=(PaperOnlyRow("DETR (original)", _ref(**detr, row=1),
+                                 "the paper's row 1: one-stage DETR-DC5, 500 epochs"),),
+        claims=(
+            Claim("IoU assignment with object balancing beats Hungarian matching on DETR",
+                  difference("IoU assignment + NMS, K=4", "Hungarian"), ">"),
+            Claim("Object balancing (K=4) improves IoU assignment on DETR",
+                  difference("IoU assignment + NMS, K=4", "IoU assignment + NMS, K=inf"), ">"),
+            Claim("IoU assignment without balancing matches Hungarian matching on DETR (within 1 point)",
+                  difference("IoU assignment + NMS, K=inf", "Hungarian"), "equivalent", margin=1.0),
+        ),
+        notes="DETA's plan for DETR (Section 5.1): Hungarian matching of the encoder proposals, IoU assignment "
+              "on the decoder only (assign.method deta_decoder_only). The paper trains 50 epochs.",
+        paper_file="deta_table1",
+    )
+
+
+def _align_table2() -> TableSpec:
+    return TableSpec(
+        name="align_table2",
+        title="Align-DETR Table 2: DAB-DETR (single scale) with and without Align-DETR",
+        base="dab_detr",
+        rows=(
+            RowSpec("DAB-DETR", hungarian(), _ref(model="dab_detr", backbone="R50")),
+            RowSpec("Align-DETR", align(), _ref(model="align_detr", backbone="R50")),
+        ),
+        paper_only=(PaperOnlyRow("DN-DETR", _ref(model="dn_detr", backbone="R50"),
+                                 "denoising on DAB-DETR; the study has no DN-DETR base"),),
+        claims=(Claim("Align-DETR improves DAB-DETR", difference("Align-DETR", "DAB-DETR"), ">"),),
+        notes="Paper rows: ResNet-50 (C5), 50 epochs. The smoke and cpu presets read dilated C5 (the "
+              "paper's DC5 rows: 44.5 -> 48.3) so that small images still give enough tokens.",
+    )
+
+
+def _align_table3() -> TableSpec:
+    return TableSpec(
+        name="align_table3",
+        title="Align-DETR Table 3: DINO, Align-DETR and DETA on one schedule (1x)",
+        base="dino",
+        rows=(
+            RowSpec("DINO", hungarian(), _ref(model="dino", epochs=12)),
+            RowSpec("Align-DETR", align(), _ref(model="align_detr", epochs=12)),
+            RowSpec("DETA (K=4)", deta(4), note="DETA's assignment and NMS on DINO; the paper has no such row "
+                                                "(DETA's own base gives 50.2 at 1x, DETA Table 1)"),
+            RowSpec("H-Deformable-DETR", hybrid(), _ref(model="h_deformable_detr", epochs=12),
+                    "hybrid matching on the two-stage base (its own), same size as the DINO rows",
+                    base=TWO_STAGE),
+        ),
+        claims=(
+            Claim("Align-DETR beats DINO", difference("Align-DETR", "DINO"), ">"),
+            Claim("Align-DETR beats H-Deformable-DETR", difference("Align-DETR", "H-Deformable-DETR"), ">"),
+            Claim("DETA's IoU assignment beats Hungarian matching on DINO", difference("DETA (K=4)", "DINO"), ">"),
+        ),
+        notes="The 24-epoch rows of the paper are not run.",
+    )
+
+
+def _align_table7() -> TableSpec:
+    return TableSpec(
+        name="align_table7",
+        title="Align-DETR Table 7: IA-BCE on H-Deformable-DETR (hybrid matching)",
+        rows=(
+            RowSpec("hybrid matching, focal", hybrid("focal"), _ref(method="h_deformable_detr", ia_bce=0)),
+            RowSpec("hybrid matching, IA-BCE", hybrid("ia_bce"), _ref(method="h_deformable_detr", ia_bce=1)),
+        ),
+        claims=(Claim("IA-BCE improves hybrid matching",
+                      difference("hybrid matching, IA-BCE", "hybrid matching, focal"), ">"),),
+        notes=f"One-to-many queries: {HYBRID_QUERY_RATIO} x the one-to-one queries (the paper's 1500 / 300), "
+              f"objects repeated {HYBRID_K} times; IA-BCE in both groups.",
+    )
+
+
+OBJECTIVES = {"Hungarian": hungarian(), "DETA (K=4)": deta(4), "Align-DETR": align(), "hybrid": hybrid()}
+BASE_NAMES = {TWO_STAGE: "two-stage Deformable-DETR", "dino": "DINO"}
+
+
+def objective_label(objective: str, base: str) -> str:
+    return f"{objective} | {BASE_NAMES[base]}"
+
+
+def _objective_x_base() -> TableSpec:
+    rows, claims = [], []
+    for base, name in BASE_NAMES.items():
+        objectives = [o for o in OBJECTIVES if not (o == "hybrid" and base != TWO_STAGE)]  # hybrid: two-stage only
+        for objective in objectives:
+            rows.append(RowSpec(objective_label(objective, base), OBJECTIVES[objective], base=base))
+        for objective in objectives[1:]:
+            claims.append(Claim(f"{objective} beats Hungarian on {name}",
+                                difference(objective_label(objective, base), objective_label("Hungarian", base)), ">"))
+    return TableSpec(
+        name="objective_x_base",
+        title="Each training objective on each multi-scale base (not in either paper)",
+        rows=tuple(rows),
+        claims=tuple(claims),
+        notes="One verdict per cell against the same base's Hungarian baseline (paired by seed). Hybrid "
+              "matching exists on the two-stage base only; no paper numbers.",
+    )
+
+
 TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
     _deta_table1(), _deta_table5(), _deta_table6(), _deta_table7(), _deta_table8(),
     _align_table4(), _align_table5(), _align_table6(), _align_table8(), _align_tableB(),
+    _deta_table1_detr(), _align_table2(), _align_table3(), _align_table7(), _objective_x_base(),
 )}
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 from assignlab.study.aggregate import TableResult, aggregate_table
+from assignlab.study.executors import SlurmSettings
 from assignlab.study.runner import run_table
 from assignlab.study.specs import TableSpec, get_table
 
@@ -21,15 +22,24 @@ def reproduce_table(
     cache_dir: str | Path | None = None,
     threads_per_worker: int | None = None,
     progress: bool = True,
+    slurm: SlurmSettings | dict | str | Path | None = None,
+    stale_after_s: float | None = None,
+    base: str | None = None,
 ) -> TableResult:
     """Run every missing run of ``table`` (see :func:`~assignlab.study.runner.run_table`), then write
     and return its aggregated table (see :func:`~assignlab.study.aggregate.aggregate_table`).
 
+    ``executor="slurm"`` trains each run as a Slurm job; ``slurm`` (settings, a mapping or a JSON/YAML
+    file; else ``ASSIGNLAB_SLURM_*`` variables) says where (README: "Running the study on a Slurm cluster").
     Failed runs do not stop the aggregation: the table shows what finished, the report lists the
     failures with their log paths.
+
+    ``base`` runs the table on another base detector than its own (e.g. an Align-DETR table, on
+    DINO by default, on ``"two_stage_deformable"``): the runs differ (so do their ids) and the
+    files are named ``<table>_on_<base>``. None or the table's own base: the table as specified.
     """
-    spec = get_table(table)
+    spec = get_table(table).on_base(base)
     report = run_table(spec, profile=profile, seeds=seeds, workers=workers, threads_per_worker=threads_per_worker,
                        executor=executor, results_dir=results_dir, cache_dir=cache_dir, data_root=data_root,
-                       device=device, progress=progress)
+                       device=device, progress=progress, slurm=slurm, stale_after_s=stale_after_s)
     return aggregate_table(spec, profile, seeds, results_dir, data_root, report=report)

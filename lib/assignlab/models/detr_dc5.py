@@ -1,0 +1,134 @@
+"""DETR-DC5 in DETA's two-stage form (DETA Section 5.1, Table 1 "DETR" column).
+
+The two-stage detector of :mod:`assignlab.models.detector` with deformable attention replaced by
+vanilla multi-head attention, on one feature map: the dilated C5 of the backbone (stride 16,
+``model.dilated_c5``). Every encoder token predicts a proposal relative to its fixed anchor
+(w = h = ``anchor_scale``, the single level is level 0), the selected proposals become the
+queries (position from the box, content from the memory), and the decoder refines the boxes layer
+by layer. The output dict is the two-stage contract, so every assigner and loss applies; DETA
+trains this base with bipartite matching on the encoder proposals and IoU assignment on the
+decoder (``assign.method="deta_decoder_only"``).
+
+Deviation (not stated by the paper): the input projection keeps the two-stage base's
+Conv1x1 + GroupNorm, so the bases differ only in attention and features.
+"""
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from assignlab.config import ModelConfig
+from assignlab.models.detector import MLP, TwoStageDeformableDETR, token_anchors
+from assignlab.models.position_encoding import SinePositionEncoding, proposal_position_embedding
+from assignlab.models.query_selection import select_queries
+from assignlab.models.transformer import (VanillaDecoder, VanillaDecoderLayer, VanillaEncoder,
+                                          VanillaEncoderLayer, flatten_map, single_scale_features)
+
+
+class TwoStageDETRDC5(nn.Module):
+    """forward(images [B, 3, H, W], mask [B, H, W] bool True at padding) -> output dict.
+
+    Output dict (the two-stage contract): ``pred_logits`` [B, Q, C], ``pred_boxes`` [B, Q, 4] cxcywh,
+    ``pred_iou`` [B, Q, 1] (only with ``iou_branch``), ``aux_outputs`` (decoder layers 0..L-2),
+    ``enc_outputs`` {``pred_logits`` [B, S, C], ``pred_boxes`` [B, S, 4], ``anchors`` [B, S, 4],
+    ``valid`` [B, S]} with S = H/16 * W/16 tokens, ``proposal_boxes`` [B, Q, 4] (detached),
+    ``proposal_indices`` [B, Q].
+    """
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module) -> None:
+        super().__init__()
+        d = config.hidden_dim
+        self.config = config
+        self.num_queries = config.num_queries
+        self.backbone = backbone
+        self.position_encoding = SinePositionEncoding(d // 2)
+        self.input_proj = nn.Sequential(nn.Conv2d(backbone.num_channels[-1], d, kernel_size=1), nn.GroupNorm(32, d))
+        self.encoder = VanillaEncoder(
+            VanillaEncoderLayer(d, config.dim_feedforward, config.dropout, config.nheads), config.enc_layers)
+        self.decoder = VanillaDecoder(
+            VanillaDecoderLayer(d, config.dim_feedforward, config.dropout, config.nheads), config.dec_layers)
+        self.enc_output = nn.Linear(d, d)
+        self.enc_output_norm = nn.LayerNorm(d)
+        self.pos_trans = nn.Linear(2 * d, 2 * d)
+        self.pos_trans_norm = nn.LayerNorm(2 * d)
+        self.pix_trans = nn.Linear(d, d)
+        self.pix_trans_norm = nn.LayerNorm(d)
+        # heads 0..dec_layers-1 for the decoder layers, head dec_layers for the encoder proposals
+        class_head, box_head = nn.Linear(d, config.num_classes), MLP(d, d, 4, 3)
+        self.class_embed = nn.ModuleList(copy.deepcopy(class_head) for _ in range(config.dec_layers + 1))
+        self.bbox_embed = nn.ModuleList(copy.deepcopy(box_head) for _ in range(config.dec_layers + 1))
+        self.iou_embed = (nn.ModuleList(nn.Linear(d, 1) for _ in range(config.dec_layers))
+                          if config.iou_branch else None)
+        self._reset_parameters()
+
+    def _reset_parameters(self) -> None:
+        for module in (self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans):
+            for parameter in module.parameters():
+                if parameter.dim() > 1:
+                    nn.init.xavier_uniform_(parameter)
+        nn.init.xavier_uniform_(self.input_proj[0].weight, gain=1)
+        nn.init.constant_(self.input_proj[0].bias, 0)
+        prior_bias = -math.log((1 - 0.01) / 0.01)  # initial foreground probability 0.01
+        for class_head, box_head in zip(self.class_embed, self.bbox_embed):
+            nn.init.constant_(class_head.bias, prior_bias)
+            nn.init.constant_(box_head.layers[-1].weight, 0)
+            nn.init.constant_(box_head.layers[-1].bias, 0)
+
+    def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
+        mask = TwoStageDeformableDETR._check_inputs(images, mask)
+        source, feature_mask, position = single_scale_features(
+            self.backbone, self.input_proj, self.position_encoding, images, mask)
+        norm = self.input_proj[1]
+        if source.shape[1] // norm.num_groups * source.shape[2] * source.shape[3] < 2:
+            raise ValueError(f"images of size {tuple(images.shape[2:])} are too small: the feature map is "
+                             f"{tuple(source.shape[2:])}, too few values for GroupNorm")
+        return self.forward_transformer(source, feature_mask, position)
+
+    def forward_transformer(self, source: torch.Tensor, feature_mask: torch.Tensor, position: torch.Tensor) -> dict:
+        """source, position [B, d, H, W]; feature_mask [B, H, W] (True at padding) -> output dict."""
+        src_flat, pos_flat, mask_flat = flatten_map(source), flatten_map(position), feature_mask.flatten(1)
+        memory = self.encoder(src_flat, pos_flat, mask_flat)
+
+        # first stage: one proposal per token, relative to its fixed anchor (a single level)
+        spatial_shapes = torch.as_tensor([source.shape[-2:]], dtype=torch.long, device=source.device)
+        anchors, level_ids = token_anchors(spatial_shapes, mask_flat, self.config.anchor_scale)
+        valid = ((anchors > 0.01) & (anchors < 0.99)).all(-1) & ~mask_flat  # (B, S)
+        anchors_unact = torch.log(anchors / (1 - anchors)).masked_fill(~valid[..., None], float("inf"))
+        output_memory = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid[..., None], 0.0)))
+        head = self.config.dec_layers
+        enc_logits = self.class_embed[head](output_memory)
+        enc_coord_unact = self.bbox_embed[head](output_memory) + anchors_unact
+        enc_boxes = enc_coord_unact.sigmoid()
+        indices = select_queries(
+            enc_logits[..., 0], enc_boxes, level_ids, valid, self.num_queries, 1,
+            method=self.config.query_selection, topk_per_level=self.config.proposal_topk_per_level,
+            iou_threshold=self.config.query_nms_iou, valid_only=self.config.select_valid_proposals_only)
+
+        # second stage: queries from the selected proposals
+        gather = indices[..., None]
+        proposals_unact = torch.gather(enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
+        reference_points = proposals_unact.sigmoid()
+        d = self.config.hidden_dim
+        query_pos, tgt = self.pos_trans_norm(
+            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
+        selected_memory = torch.gather(output_memory, 1, gather.expand(-1, -1, d)).detach()
+        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
+
+        hidden_states, boxes = self.decoder(tgt, reference_points, memory, pos_flat, query_pos, mask_flat,
+                                            self.bbox_embed)
+        per_layer = []
+        for layer, (hidden, box) in enumerate(zip(hidden_states, boxes)):
+            output = {"pred_logits": self.class_embed[layer](hidden), "pred_boxes": box}
+            if self.iou_embed is not None:
+                output["pred_iou"] = self.iou_embed[layer](hidden)
+            per_layer.append(output)
+        result = dict(per_layer[-1])
+        result["aux_outputs"] = per_layer[:-1]
+        result["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes,
+                                 "anchors": anchors, "valid": valid}
+        result["proposal_boxes"] = reference_points
+        result["proposal_indices"] = indices
+        return result
