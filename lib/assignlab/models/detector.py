@@ -74,6 +74,27 @@ def valid_ratios_of(mask: torch.Tensor) -> torch.Tensor:
     return torch.stack([valid_w / width, valid_h / height], -1)
 
 
+def prediction_heads(d: int, config) -> tuple[nn.ModuleList, nn.ModuleList, nn.ModuleList | None]:
+    """Class heads (d -> num_classes) and box heads (MLP d -> 4) for decoder layers 0..L-1 plus one
+    (index L) for the encoder proposals, all starting from one initialisation, and the optional
+    IoU-branch heads (one per decoder layer)."""
+    class_head = nn.Linear(d, config.num_classes)
+    box_head = MLP(d, d, 4, 3)
+    class_embed = nn.ModuleList(copy.deepcopy(class_head) for _ in range(config.dec_layers + 1))
+    bbox_embed = nn.ModuleList(copy.deepcopy(box_head) for _ in range(config.dec_layers + 1))
+    iou_embed = nn.ModuleList(nn.Linear(d, 1) for _ in range(config.dec_layers)) if config.iou_branch else None
+    return class_embed, bbox_embed, iou_embed
+
+
+def reset_prediction_heads(class_embed: nn.ModuleList, bbox_embed: nn.ModuleList) -> None:
+    """Class biases at an initial foreground probability of 0.01; box deltas start at zero."""
+    prior_bias = -math.log((1 - 0.01) / 0.01)
+    for class_head, box_head in zip(class_embed, bbox_embed):
+        nn.init.constant_(class_head.bias, prior_bias)
+        nn.init.constant_(box_head.layers[-1].weight, 0)
+        nn.init.constant_(box_head.layers[-1].bias, 0)
+
+
 class TwoStageDeformableDETR(nn.Module):
     """forward(images [B, 3, H, W], mask [B, H, W] bool True at padding) -> output dict of the contract.
 
@@ -120,13 +141,7 @@ class TwoStageDeformableDETR(nn.Module):
         self.pix_trans = nn.Linear(d, d)
         self.pix_trans_norm = nn.LayerNorm(d)
 
-        # heads 0..dec_layers-1 for the decoder layers, head dec_layers for the encoder proposals
-        class_head = nn.Linear(d, config.num_classes)
-        box_head = MLP(d, d, 4, 3)
-        self.class_embed = nn.ModuleList(copy.deepcopy(class_head) for _ in range(config.dec_layers + 1))
-        self.bbox_embed = nn.ModuleList(copy.deepcopy(box_head) for _ in range(config.dec_layers + 1))
-        self.iou_embed = (nn.ModuleList(nn.Linear(d, 1) for _ in range(config.dec_layers))
-                          if config.iou_branch else None)
+        self.class_embed, self.bbox_embed, self.iou_embed = prediction_heads(d, config)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -142,11 +157,7 @@ class TwoStageDeformableDETR(nn.Module):
         for projection in self.input_proj:
             nn.init.xavier_uniform_(projection[0].weight, gain=1)
             nn.init.constant_(projection[0].bias, 0)
-        prior_bias = -math.log((1 - 0.01) / 0.01)  # initial foreground probability 0.01
-        for class_head, box_head in zip(self.class_embed, self.bbox_embed):
-            nn.init.constant_(class_head.bias, prior_bias)
-            nn.init.constant_(box_head.layers[-1].weight, 0)
-            nn.init.constant_(box_head.layers[-1].bias, 0)
+        reset_prediction_heads(self.class_embed, self.bbox_embed)
 
     # ----------------------------------------------------------------------------------- inputs
     @staticmethod

@@ -14,14 +14,16 @@ Conv1x1 + GroupNorm, so the bases differ only in attention and features.
 """
 from __future__ import annotations
 
-import copy
-import math
-
 import torch
 from torch import nn
 
 from assignlab.config import ModelConfig
-from assignlab.models.detector import MLP, TwoStageDeformableDETR, token_anchors
+from assignlab.models.detector import (
+    TwoStageDeformableDETR,
+    prediction_heads,
+    reset_prediction_heads,
+    token_anchors,
+)
 from assignlab.models.position_encoding import SinePositionEncoding, proposal_position_embedding
 from assignlab.models.query_selection import select_queries
 from assignlab.models.transformer import (VanillaDecoder, VanillaDecoderLayer, VanillaEncoder,
@@ -56,12 +58,7 @@ class TwoStageDETRDC5(nn.Module):
         self.pos_trans_norm = nn.LayerNorm(2 * d)
         self.pix_trans = nn.Linear(d, d)
         self.pix_trans_norm = nn.LayerNorm(d)
-        # heads 0..dec_layers-1 for the decoder layers, head dec_layers for the encoder proposals
-        class_head, box_head = nn.Linear(d, config.num_classes), MLP(d, d, 4, 3)
-        self.class_embed = nn.ModuleList(copy.deepcopy(class_head) for _ in range(config.dec_layers + 1))
-        self.bbox_embed = nn.ModuleList(copy.deepcopy(box_head) for _ in range(config.dec_layers + 1))
-        self.iou_embed = (nn.ModuleList(nn.Linear(d, 1) for _ in range(config.dec_layers))
-                          if config.iou_branch else None)
+        self.class_embed, self.bbox_embed, self.iou_embed = prediction_heads(d, config)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
@@ -71,11 +68,7 @@ class TwoStageDETRDC5(nn.Module):
                     nn.init.xavier_uniform_(parameter)
         nn.init.xavier_uniform_(self.input_proj[0].weight, gain=1)
         nn.init.constant_(self.input_proj[0].bias, 0)
-        prior_bias = -math.log((1 - 0.01) / 0.01)  # initial foreground probability 0.01
-        for class_head, box_head in zip(self.class_embed, self.bbox_embed):
-            nn.init.constant_(class_head.bias, prior_bias)
-            nn.init.constant_(box_head.layers[-1].weight, 0)
-            nn.init.constant_(box_head.layers[-1].bias, 0)
+        reset_prediction_heads(self.class_embed, self.bbox_embed)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         mask = TwoStageDeformableDETR._check_inputs(images, mask)
