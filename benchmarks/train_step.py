@@ -1,7 +1,10 @@
 """Training and inference speed of a preset with the compiled deformable-attention op and with
 the PyTorch reference, measured in one run on the same batches.
 
-    python benchmarks/train_step.py --preset cpu [--steps 10] [--threads 2]
+    python benchmarks/train_step.py --preset cpu [--steps 10] [--threads 2] [--bound]
+
+``--bound`` also times the model with the op replaced by a stand-in of almost no cost: the speed
+ratio of that model to the reference is the most any kernel could gain at this preset.
 """
 from __future__ import annotations
 
@@ -76,12 +79,24 @@ def time_inference(cfg, batches, steps: int) -> float:
     return statistics.median(times)
 
 
+def attention_free_op(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, impl="auto"):
+    """A stand-in with the op's shapes and gradients that costs almost nothing: timing a model with
+    it bounds what any deformable-attention kernel can gain (Amdahl)."""
+    n, q = sampling_locations.shape[:2]
+    heads, channels = value.shape[2:]
+    per_head = attention_weights.sum((3, 4)) + sampling_locations.sum((3, 4, 5))  # [N, Q, M]
+    pooled = value.mean(1)  # [N, M, D]
+    return (per_head[..., None] + pooled[:, None]).reshape(n, q, heads * channels)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--bound", action="store_true",
+                        help="also time the model with the attention op replaced by a free stand-in (Amdahl bound)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     from assignlab.config import parse_set_arguments
@@ -97,6 +112,18 @@ def main() -> None:
         rows[impl] = (batch / time_training(cfg, batches, args.steps), batch / time_inference(cfg, batches, args.steps))
         print(f"  {impl:9s}  training {rows[impl][0]:7.2f} img/s   inference {rows[impl][1]:7.2f} img/s")
     print(f"  ratio compiled / reference: training {rows['cpp'][0] / rows['reference'][0]:.2f}x, inference {rows['cpp'][1] / rows['reference'][1]:.2f}x")
+    if args.bound:
+        import assignlab.models.ms_deform_attn as attention_module
+
+        kernel = attention_module.ms_deform_attn
+        attention_module.ms_deform_attn = attention_free_op
+        try:
+            free = batch / time_training(base, batches, args.steps), batch / time_inference(base, batches, args.steps)
+        finally:
+            attention_module.ms_deform_attn = kernel
+        print(f"  no attention op training {free[0]:7.2f} img/s   inference {free[1]:7.2f} img/s")
+        print(f"  bound on the ratio (op of zero cost / reference): training {free[0] / rows['reference'][0]:.2f}x, "
+              f"inference {free[1] / rows['reference'][1]:.2f}x")
 
 
 if __name__ == "__main__":

@@ -94,6 +94,7 @@ def test_released_topk_assigns_one_box_to_two_objects():
     assert released.gt_index.tolist() == [0, -1, -1]
     fixed = iou_assign(DE_OBJECTS, DE_BOXES, k=1, behaviour="fixed")
     assert pairs(fixed) == [(0, 0), (1, 1)]
+    assert (released.num_shared_predictions, fixed.num_shared_predictions) == (1, 0)
     for behaviour in ("released", "fixed"):  # no balancing: both behaviours agree
         assert pairs(iou_assign(DE_OBJECTS, DE_BOXES, k=None, behaviour=behaviour)) == [(0, 0), (1, 1)]
     torch.testing.assert_close(released.iou, torch.tensor([0.40 / 0.42, 0.37 / 0.45]), atol=1e-5, rtol=0)
@@ -267,6 +268,9 @@ def test_k_cap_released_carries_over_per_image_does_not():
     per_image = MixedAssigner(MatchCost(), 3, k_cap="per_image")(logits, boxes, labels, gts)
     assert [r.positives_per_object().tolist() for r in released] == [[1, 1, 1], [], [1]]
     assert [r.positives_per_object().tolist() for r in per_image] == [[1, 1, 1], [], [3]]
+    # image 0 is capped by its own objects, image 1 has none: only image 2 fires
+    assert [r.carried_cap for r in released] == [False, False, True]
+    assert [r.carried_cap for r in per_image] == [False, False, False]
     assert capped_copies(3, 20, 10) == 1  # never below one copy
 
 

@@ -145,6 +145,32 @@ def test_encoder_is_class_agnostic():
     assert not torch.isclose(losses["loss_cls_dec2"], losses0["loss_cls_dec2"])
 
 
+def test_class_aware_encoder_uses_object_classes():
+    outputs = fake_outputs()
+    aware = criterion("hungarian", "focal", enc_class_agnostic=False)
+    agnostic = criterion("hungarian", "focal")
+    relabelled = [{"labels": torch.zeros_like(t["labels"]), "boxes": t["boxes"]} for t in TARGETS]
+    # with every object of class 0 the two agree; with the real classes only the encoder term differs
+    torch.testing.assert_close(aware(outputs, relabelled)["loss_cls_enc"], agnostic(outputs, TARGETS)["loss_cls_enc"])
+    assert not torch.isclose(aware(outputs, TARGETS)["loss_cls_enc"], agnostic(outputs, TARGETS)["loss_cls_enc"])
+    torch.testing.assert_close(aware(outputs, TARGETS)["loss_cls_dec2"], agnostic(outputs, TARGETS)["loss_cls_dec2"])
+
+
+def test_released_behaviour_statistics():
+    outputs = fake_outputs()
+    stats = criterion("align", "ia_bce")(outputs, TARGETS)
+    # one-to-one last layer never lowers k; the batch's first image cannot inherit a cap
+    assert stats["stat_carried_cap_images_dec2"] == 0 and stats["stat_carried_cap_steps_dec2"] == 0
+    assert stats["stat_shared_images_dec0"] == 0
+    crowded = [{"labels": torch.zeros(4, dtype=torch.long), "boxes": torch.rand(4, 4) * 0.2 + 0.3},
+               {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]])}]
+    # Q = 12: image 0 (4 objects) caps k at 1, image 1 inherits it under the released cap
+    stats = criterion("align", "ia_bce")(outputs, crowded)
+    assert stats["stat_carried_cap_images_dec0"] == 0.5 and stats["stat_carried_cap_steps_dec0"] == 1
+    stats = criterion("align", "ia_bce", assign={"k_cap": "per_image"})(outputs, crowded)
+    assert stats["stat_carried_cap_steps_dec0"] == 0
+
+
 def test_prime_sample_weights_scale_box_losses():
     outputs = fake_outputs()
     on, assignments = criterion("align", "ia_bce")(outputs, TARGETS, return_assignments=True)

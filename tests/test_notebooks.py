@@ -6,11 +6,15 @@ import nbformat
 import pandas as pd
 import pytest
 
+from assignlab.study.behaviours import TABLE_BEHAVIOURS
+from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
+from assignlab.study.evidence import ALIGNMENT_METRICS
 from assignlab.study.index import build_index
 from assignlab.study.specs import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = [*TABLES, "inspect_matches", "runtime"]
+OWN_NOTEBOOK_TABLES = [name for name in TABLES if notebook_name(name) == name]  # the others: growth_curves
+NOTEBOOKS = [*OWN_NOTEBOOK_TABLES, GROWTH_NOTEBOOK, "inspect_matches", "runtime"]
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +36,38 @@ def _execute(name: str, workspace: Path) -> nbformat.NotebookNode:
     return nbformat.read(output, as_version=4)
 
 
-@pytest.mark.parametrize("name", list(TABLES))
-def test_table_notebook_runs_at_the_smoke_profile(name, workspace):
-    executed = _execute(name, workspace)
+def _assert_no_errors(executed: nbformat.NotebookNode) -> None:
     assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
+
+
+@pytest.mark.parametrize("name", OWN_NOTEBOOK_TABLES)
+def test_table_notebook_runs_at_the_smoke_profile(name, workspace):
+    _assert_no_errors(_execute(name, workspace))
+    _assert_table_written(name, workspace)
+    if name in TABLE_BEHAVIOURS:  # how often the released behaviour fires, per row and output
+        rates = pd.read_csv(workspace / "results" / "tables" / f"{name}_behaviour.csv")
+        assert set(rates["row"]) == {r.label for r in TABLES[name].rows} and (rates["n_seeds"] == 1).all()
+        assert {"enc", "dec0"} <= set(rates["output"]) and rates["steps_mean"].between(0, 1).all()
+    if name == "alignment_evidence":
+        summary = pd.read_csv(workspace / "results" / "tables" / "alignment_evidence_alignment.csv")
+        assert len(summary) == len(TABLES[name].rows) * len(ALIGNMENT_METRICS)
+        assert (summary.loc[summary["metric"] == "br_recall_m1", "n_seeds"] == 1).all()
+        assert (workspace / "results" / "figures" / "alignment_evidence_alignment.png").exists()
+
+
+def test_growth_notebook_runs_at_the_smoke_profile(workspace):
+    _assert_no_errors(_execute(GROWTH_NOTEBOOK, workspace))
+    for pair in GROWTH_PAIRS:
+        _assert_table_written(pair.name, workspace)
+    growth = pd.read_csv(workspace / "results" / "tables" / "growth.csv")
+    assert len(growth) == len(GROWTH_PAIRS) * len(GROWTH_FACTORS) and (growth["n_seeds"] == 1).all()
+    trends = pd.read_csv(workspace / "results" / "tables" / "growth_trend.csv")
+    assert list(trends["pair"]) == [p.name for p in GROWTH_PAIRS]
+    assert (trends["verdict"] == "inconclusive (1 seed)").all()
+    assert (workspace / "results" / "figures" / "growth.png").exists()
+
+
+def _assert_table_written(name: str, workspace: Path) -> None:
     rows = pd.read_csv(workspace / "results" / "tables" / f"{name}.csv")
     assert list(rows["row"][: len(TABLES[name].rows)]) == [r.label for r in TABLES[name].rows]
     assert (rows["n_seeds"][: len(TABLES[name].rows)] == 1).all()  # every run finished
@@ -64,5 +96,5 @@ def test_results_index_covers_every_executed_notebook(workspace):
     text = build_index(workspace / "results")
     for name in TABLES:
         if (workspace / "results" / "tables" / f"{name}.md").exists():
-            assert f"[table](tables/{name}.md)" in text and f"[notebook](notebooks/{name}.ipynb)" in text
+            assert f"[table](tables/{name}.md)" in text and f"[notebook](notebooks/{notebook_name(name)}.ipynb)" in text
     assert "inconclusive (1 seed)" in text

@@ -41,6 +41,7 @@ class ModelConfig:
     dec_self_attn: bool = True            # DETA Table 7: False replaces it by an FFN of equal size
     dec_cross_attn: bool = True           # DETA Table 7: False replaces it by an FFN of equal size
     query_selection: str = "nms"          # "nms" (DETA, per-level NMS), "nms_released" or "topk"
+    enc_class_agnostic: bool = True       # encoder proposals learn "object" (DETA) or the classes (DINO)
     proposal_topk_per_level: int = 1000   # candidates per level before the selection NMS
     query_nms_iou: float = 0.9            # IoU of the per-level NMS in query selection
     anchor_scale: float = 0.05            # anchor side = anchor_scale * 2**level (normalised)
@@ -142,6 +143,7 @@ class TrainConfig:
     lr_drop_factor: float = 0.1
     amp: bool = False                     # mixed precision, CUDA only
     eval_every: int = 1
+    alignment_images: int = 200           # validation images for the end-of-run alignment diagnostics (0: none)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@
   among the k predictions of highest confidence (max class probability).
 - Align-DETR Figure 4: confidence (probability of the object's class) against IoU for the matched
   predictions of the last decoder layer, as a density with Pearson's r.
+- DETA's positives per object: how many predictions the training objective assigns to each
+  object, by object size (COCO's small/medium/large box-area ranges, scaled to the image size).
 
 Boxes are normalised cxcywh unless stated otherwise.
 """
@@ -26,6 +28,7 @@ from torchvision.ops import box_convert, box_iou
 
 from assignlab.assign.base import AssignResult
 from assignlab.config import Config
+from assignlab.data.areas import scaled_area_ranges
 from assignlab.data.collate import collate_detection
 from assignlab.engine.checkpoint import load_checkpoint
 from assignlab.losses.criterion import Criterion
@@ -154,43 +157,89 @@ def pearson_r(frame: pd.DataFrame) -> float:
     return float(stats.pearsonr(frame["confidence"], frame["iou"]).statistic)
 
 
+# ------------------------------------------------------------------ DETA positives per object
+SIZES = ("small", "medium", "large")
+
+
+def object_sizes(target: dict, image_size: int | None) -> list[str]:
+    """Size class of each object of one image by its box area in original-image pixels.
+
+    Args:
+        target: {"boxes" [M, 4] normalised cxcywh, "orig_size" (h, w)}.
+        image_size: side of the synthetic images (scaled COCO ranges) or None (COCO's ranges).
+    """
+    height, width = (float(v) for v in target["orig_size"])
+    areas = (target["boxes"][:, 2] * width * target["boxes"][:, 3] * height).tolist()
+    ranges = scaled_area_ranges(image_size)
+    return [next(s for s in SIZES if area < ranges[s][1]) for area in areas]
+
+
+def positives_by_size(result: AssignResult, sizes: Sequence[str]) -> pd.DataFrame:
+    """One line per object of one image: its size and how many predictions it was assigned."""
+    return pd.DataFrame({"size": list(sizes), "positives": result.positives_per_object().tolist()})
+
+
 # --------------------------------------------------------------------------------- datasets
 @dataclass
 class AlignmentAnalysis:
-    """Figure 1 recall per multiplier and Figure 4 matched pairs, for one model on a dataset."""
+    """Figure 1 recall per multiplier, Figure 4 matched pairs and positives per object, for one
+    model on a dataset."""
 
     name: str
     recall: pd.DataFrame            # columns: multiplier, recall, objects
     pairs: pd.DataFrame             # columns: confidence, iou
+    positives: pd.DataFrame | None = None  # columns: output ("enc" / "last"), size, positives
 
     @property
     def pearson(self) -> float:
         return pearson_r(self.pairs)
 
+    def summary(self) -> dict[str, float]:
+        """Flat numbers for a result file: ``br_recall_m{m}``, ``pearson_r``, ``matches`` and
+        ``positives_per_object_{output}_{size}`` (mean over objects; NaN where there is none)."""
+        out = {f"br_recall_m{int(m)}": float(r) for m, r in zip(self.recall["multiplier"], self.recall["recall"])}
+        out["pearson_r"] = self.pearson
+        out["matches"] = float(len(self.pairs))
+        if self.positives is not None:
+            for (output, size), value in self.positives.groupby(["output", "size"])["positives"].mean().items():
+                out[f"positives_per_object_{output}_{size}"] = float(value)
+            for output, value in self.positives.groupby("output")["positives"].mean().items():
+                out[f"positives_per_object_{output}_all"] = float(value)
+        return out
+
 
 @torch.no_grad()
 def analyse_alignment(trained: TrainedModel, dataset, indices: Iterable[int] | None = None,
-                      multipliers: Sequence[int] = (1, 2, 3, 5, 10), batch_size: int = 4) -> AlignmentAnalysis:
-    """Figure 1 and Figure 4 data of the last decoder layer over ``indices`` of ``dataset``."""
+                      multipliers: Sequence[int] = (1, 2, 3, 5, 10), batch_size: int = 4,
+                      area_image_size: int | None = None) -> AlignmentAnalysis:
+    """Figure 1 and Figure 4 data of the last decoder layer over ``indices`` of ``dataset``, and
+    the positives per object of the encoder proposals and the last decoder layer by object size
+    (``area_image_size``: see :func:`object_sizes`)."""
     indices = list(range(len(dataset)) if indices is None else indices)
+    device = next(trained.model.parameters()).device
     hits = {m: 0 for m in multipliers}
     objects = 0
-    frames = []
+    frames, positives = [], []
     name = last_output_name(trained)
     for start in range(0, len(indices), batch_size):
         images, mask, targets = collate_detection([dataset[i] for i in indices[start:start + batch_size]])
-        outputs, assignment = forward_with_assignment(trained, images, mask, targets)
+        outputs, assignment = forward_with_assignment(trained, images.to(device), mask.to(device), targets)
+        logits, boxes = outputs["pred_logits"].cpu(), outputs["pred_boxes"].cpu()
         for b, target in enumerate(targets):
-            scores = outputs["pred_logits"][b].sigmoid().max(-1).values
-            for m, n in best_regressed_hits(scores, outputs["pred_boxes"][b], target["boxes"], multipliers).items():
+            scores = logits[b].sigmoid().max(-1).values
+            for m, n in best_regressed_hits(scores, boxes[b], target["boxes"], multipliers).items():
                 hits[m] += n
             objects += len(target["boxes"])
-            frames.append(matched_confidence_iou(outputs["pred_logits"][b], outputs["pred_boxes"][b], target,
-                                                 assignment[name][b]))
+            frames.append(matched_confidence_iou(logits[b], boxes[b], target, assignment[name][b]))
+            sizes = object_sizes(target, area_image_size)
+            for output, key in (("enc", "enc"), ("last", name)):
+                if key in assignment:
+                    positives.append(positives_by_size(assignment[key][b], sizes).assign(output=output))
     recall = pd.DataFrame({"multiplier": list(multipliers),
                            "recall": [hits[m] / objects if objects else np.nan for m in multipliers],
                            "objects": objects})
-    return AlignmentAnalysis(trained.name, recall, pd.concat(frames, ignore_index=True))
+    return AlignmentAnalysis(trained.name, recall, pd.concat(frames, ignore_index=True),
+                             pd.concat(positives, ignore_index=True) if positives else None)
 
 
 def plot_recall(analyses: Sequence[AlignmentAnalysis], ax) -> None:

@@ -46,6 +46,8 @@ class AssignResult:
         quality: [P] float or None, Align-DETR quality t = p^alpha * IoU^(1-alpha) of the pair.
         rank: [P] long or None, rank of the pair among its object's matches by quality (0 = best).
         weight: [P] float or None, prime-sample weight exp(-rank / tau) of the pair.
+        carried_cap: mixed matching only: this image's k was lowered by the cap of an earlier,
+            more crowded image of the batch (the released k cap), not by its own objects.
     """
 
     num_preds: int
@@ -56,6 +58,7 @@ class AssignResult:
     quality: Tensor | None = None
     rank: Tensor | None = None
     weight: Tensor | None = None
+    carried_cap: bool = False
 
     def __post_init__(self) -> None:
         n = self.pred_idx.shape
@@ -90,6 +93,11 @@ class AssignResult:
     def positives_per_object(self) -> Tensor:
         """[M] long: number of predictions matched to each object."""
         return torch.bincount(self.gt_idx, minlength=self.num_gts)
+
+    @property
+    def num_shared_predictions(self) -> int:
+        """Predictions matched to two or more objects (only DETA's released top-K makes them)."""
+        return int((torch.bincount(self.pred_idx, minlength=1) > 1).sum()) if self.num_matches else 0
 
 
 class Assigner(ABC):

@@ -13,6 +13,7 @@ matches by t (descending) and the prime-sample weight w = exp(-rank / tau).
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import torch
@@ -64,12 +65,13 @@ class MixedAssigner(Assigner):
         check_batch(pred_logits, pred_boxes, gt_labels, gt_boxes, reference_boxes, valid)
         running_k, results = self.copies, []
         for b in range(pred_logits.shape[0]):
-            k = capped_copies(running_k if self.k_cap == "released" else self.copies,
-                              gt_labels[b].numel(), pred_logits.shape[1])
+            own_cap = capped_copies(self.copies, gt_labels[b].numel(), pred_logits.shape[1])
+            k = capped_copies(running_k, gt_labels[b].numel(), pred_logits.shape[1]) if self.k_cap == "released" else own_cap
             if self.k_cap == "released":
                 running_k = k
-            results.append(self.assign_image(pred_logits[b], pred_boxes[b], gt_labels[b], gt_boxes[b],
-                                             valid=None if valid is None else valid[b], copies=k))
+            result = self.assign_image(pred_logits[b], pred_boxes[b], gt_labels[b], gt_boxes[b],
+                                       valid=None if valid is None else valid[b], copies=k)
+            results.append(dataclasses.replace(result, carried_cap=k < own_cap and gt_labels[b].numel() > 0))
         return results
 
     @torch.no_grad()

@@ -88,6 +88,20 @@ def area_image_size(cfg: Config) -> int | None:
     return cfg.data.synth_image_size if cfg.data.synthetic else None
 
 
+def alignment_diagnostics(cfg: Config, model: torch.nn.Module, criterion: Criterion, val_set,
+                          image_size: int | None) -> dict[str, float]:
+    """The trained model's alignment evidence on the first ``train.alignment_images`` validation
+    images: Align-DETR's best-regressed recall (Figure 1) and confidence-IoU Pearson r (Figure 4),
+    and DETA's positives per object by size (see :mod:`assignlab.analysis.matches`)."""
+    from assignlab.analysis.matches import TrainedModel, analyse_alignment
+
+    model.eval()
+    indices = list(range(min(cfg.train.alignment_images, len(val_set))))
+    trained = TrainedModel(cfg.assign.method, cfg, model, criterion)
+    return analyse_alignment(trained, val_set, indices, multipliers=(1, 2, 3), batch_size=cfg.train.batch_size,
+                             area_image_size=image_size).summary()
+
+
 def train_run(
     cfg: Config,
     seed: int,
@@ -188,11 +202,15 @@ def train_run(
         dist.barrier()
 
     final = curve[-1]
+    alignment = None
+    if dist.is_main_process() and cfg.train.alignment_images > 0:
+        alignment = alignment_diagnostics(cfg, model, criterion, val_set, area_image_size(cfg))
     result = {
         "config": cfg.to_dict(),
         "config_hash": cfg.stable_hash(),
         "seed": seed,
         "metrics": {k: final[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")},
+        "alignment": alignment,
         "curve": curve,
         "wall_time_s": wall_before + time.time() - run_start,
         "train_images_per_s": float(np.mean([p["train_images_per_s"] for p in curve])),

@@ -5,9 +5,10 @@ Outputs (the model contract) are named ``"enc"`` (encoder proposals, ``outputs["
 the top-level ``pred_logits``/``pred_boxes``). For each output the criterion computes
 
 - ``loss_cls_<output>``: the configured classification loss (``LossConfig.cls_loss``). The
-  encoder proposals are trained class-agnostically (every object gets label 0) with the *same*
-  loss as the decoder, as both released codes do (DETA: focal everywhere; Align-DETR: IA-BCE on
-  the encoder proposals too);
+  encoder proposals get the *same* loss as the decoder, as both released codes do (DETA: focal
+  everywhere; Align-DETR: IA-BCE on the encoder proposals too). With
+  ``model.enc_class_agnostic`` (DETA's two-stage release) every object is label 0 there; without
+  it (DINO and Align-DETR's release) the proposals learn the object classes;
 - ``loss_l1_<output>``, ``loss_giou_<output>``: box losses of the matches, each multiplied by the
   match's prime-sample weight when the assignment gives one (Align-DETR eq. 7);
 - ``loss_iou_<output>``: the IoU-branch loss, on decoder outputs that carry ``pred_iou``.
@@ -58,7 +59,7 @@ class Positives:
     """The matches of one output, flattened over the batch (all [P]).
 
     rows: index into the [B * N] flattened predictions; classes: the object's class (0 on the
-    encoder); iou: IoU of the predicted box with its object (detached); quality: Align-DETR t
+    encoder when it is trained class-agnostically); iou: IoU of the predicted box with its object (detached); quality: Align-DETR t
     (detached); weight: prime-sample weight (1 where the assignment gives none).
     """
 
@@ -96,10 +97,13 @@ class Criterion(nn.Module):
         generator: random source of DETA's subsampling (global RNG when None).
         denoising: the model makes DINO's denoising outputs (``dn_outputs``).
         one2many: the model makes hybrid matching's one-to-many outputs (``one2many_outputs``).
+        enc_class_agnostic: the encoder proposals learn one "object" class (label 0 for every
+            object) instead of the object classes.
     """
 
     def __init__(self, assign: AssignConfig, loss: LossConfig, num_classes: int, *, num_decoder_layers: int = 6,
-                 generator: torch.Generator | None = None, denoising: bool = False, one2many: bool = False) -> None:
+                 generator: torch.Generator | None = None, denoising: bool = False, one2many: bool = False,
+                 enc_class_agnostic: bool = True) -> None:
         super().__init__()
         if loss.cls_loss not in CLASSIFICATION_LOSSES:
             raise ValueError(f"unknown cls_loss {loss.cls_loss!r}; known: {sorted(CLASSIFICATION_LOSSES)}")
@@ -109,6 +113,7 @@ class Criterion(nn.Module):
             raise ValueError(f"num_decoder_layers must be >= 1, got {num_decoder_layers}")
         self.assign_config, self.loss_config = assign, loss
         self.num_classes, self.num_decoder_layers = num_classes, num_decoder_layers
+        self.enc_class_agnostic = enc_class_agnostic
         self.plan = build_plan(assign, loss)
         self.generator = generator
         self.output_names = (ENCODER,) + tuple(decoder_output_name(i) for i in range(num_decoder_layers))
@@ -125,7 +130,7 @@ class Criterion(nn.Module):
         model = config.model
         return cls(config.assign, config.loss, model.num_classes, num_decoder_layers=model.dec_layers,
                    generator=generator, denoising=model.base == "dino" and model.dn_number > 0,
-                   one2many=model.num_queries_one2many > 0)
+                   one2many=model.num_queries_one2many > 0, enc_class_agnostic=model.enc_class_agnostic)
 
     def _build_weight_dict(self) -> dict[str, float]:
         cfg = self.loss_config
@@ -198,10 +203,11 @@ class Criterion(nn.Module):
         last = decoder_output_name(self.num_decoder_layers - 1)
         results: dict[str, list[AssignResult]] = {}
         shared = None
+        encoder_labels = [torch.zeros_like(x) for x in labels] if self.enc_class_agnostic else labels
         for name, out in named.items():
             if name == ENCODER:
                 results[name] = self.plan.encoder(
-                    out["pred_logits"], out["pred_boxes"], [torch.zeros_like(x) for x in labels], boxes,
+                    out["pred_logits"], out["pred_boxes"], encoder_labels, boxes,
                     reference_boxes=out.get("anchors"), valid=out.get("valid"), generator=generator)
                 continue
             if self.plan.decoder_shared and shared is not None:
@@ -268,7 +274,7 @@ class Criterion(nn.Module):
         pred_idx = torch.cat([r.pred_idx for r in results])
         target_boxes = torch.cat([t["boxes"][r.gt_idx] for t, r in zip(targets, results)])
         classes = torch.cat([t["labels"][r.gt_idx] for t, r in zip(targets, results)])
-        if name == ENCODER:
+        if name == ENCODER and self.enc_class_agnostic:
             classes = torch.zeros_like(classes)
         weight = torch.ones(pred_idx.shape, device=logits.device)
         if cfg.prime_sample_weighting:
@@ -299,9 +305,19 @@ def positives_per_object(results: Sequence[AssignResult]) -> Tensor:
 
 
 def assignment_statistics(assignments: Mapping[str, Sequence[AssignResult]]) -> dict[str, Tensor]:
-    """Per output: mean positives per object and the fraction of objects left without a positive."""
+    """Per output: mean positives per object and the fraction of objects left without a positive;
+    and how often the released behaviours fire, as the fraction of the batch's images (``_images``)
+    and whether any image of the batch (``_steps``; its epoch mean is the fraction of steps):
+    ``stat_shared_*`` a prediction matched to two objects (DETA's released top-K),
+    ``stat_carried_cap_*`` k lowered by an earlier image (Align-DETR's released k cap)."""
     stats = {}
     for name, results in assignments.items():
+        shared = torch.tensor([r.num_shared_predictions > 0 for r in results], dtype=torch.float32)
+        carried = torch.tensor([r.carried_cap for r in results], dtype=torch.float32)
+        for key, fired in (("shared", shared), ("carried_cap", carried)):
+            if fired.numel():
+                stats[f"stat_{key}_images_{name}"] = fired.mean()
+                stats[f"stat_{key}_steps_{name}"] = fired.max()
         counts = positives_per_object(results).float()
         if counts.numel() == 0:
             counts = torch.zeros(1)

@@ -222,7 +222,7 @@ class TwoStageDeformableDETR(nn.Module):
         one2many = self.training and self.config.num_queries_one2many > 0
         self_attn_mask = None
         if one2many:
-            extra = select_one2many_queries(stage.enc_logits[..., 0], stage.valid, indices,
+            extra = select_one2many_queries(stage.proposal_scores(self.config.enc_class_agnostic), stage.valid, indices,
                                             self.config.num_queries_one2many)
             all_indices = torch.cat([indices, extra], 1)
             self_attn_mask = one2many_attention_mask(self.num_queries, extra.shape[1], indices.device)
@@ -284,7 +284,8 @@ class TwoStageDeformableDETR(nn.Module):
     def select_proposals(self, stage: "EncoderStage") -> torch.Tensor:
         """[B, num_queries] token indices of the proposals that become the decoder queries."""
         return select_queries(
-            stage.enc_logits[..., 0], stage.enc_coord_unact.sigmoid(), stage.level_ids, stage.valid,
+            stage.proposal_scores(self.config.enc_class_agnostic), stage.enc_coord_unact.sigmoid(), stage.level_ids,
+            stage.valid,
             self.num_queries, self.num_feature_levels, method=self.config.query_selection,
             topk_per_level=self.config.proposal_topk_per_level, iou_threshold=self.config.query_nms_iou,
             valid_only=self.config.select_valid_proposals_only)
@@ -321,6 +322,11 @@ class EncoderStage:
     anchors: torch.Tensor
     level_ids: torch.Tensor
     valid: torch.Tensor
+
+    def proposal_scores(self, class_agnostic: bool) -> torch.Tensor:
+        """[B, S] logit of each token's proposal: the "object" channel 0 when the proposals are
+        trained class-agnostically, else the best class (DINO)."""
+        return self.enc_logits[..., 0] if class_agnostic else self.enc_logits.max(-1).values
 
     def enc_outputs(self) -> dict:
         """The ``enc_outputs`` entry of the output contract."""

@@ -1,5 +1,6 @@
 """From result files to a table: per row the mean and 95% interval over seeds beside the paper's
-number; per claim the paired contrast over seeds, its interval and the verdict.
+number; per claim the paired contrast over seeds, its interval, p-value (Holm-adjusted over the
+table's claims) and the verdict; per table the smallest AP difference its seeds detect.
 
 Reads only ``results/runs/<table>/<run-id>.json`` (which runs belong to the table comes from its
 spec); writes ``results/tables/<table>.csv``, ``<table>_claims.csv``, ``<table>.md`` and
@@ -18,7 +19,7 @@ import pandas as pd
 from assignlab.study.paper import paper_value
 from assignlab.study.runner import StudyPaths, TableRunReport, plan_runs, read_json
 from assignlab.study.specs import Claim, TableSpec, get_table
-from assignlab.study.stats import t_interval, verdict
+from assignlab.study.stats import claim_verdict, detectable_difference, holm_adjust, paired_p_value, t_interval
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -85,21 +86,89 @@ def contrast_text(claim: Claim) -> str:
     return text[2:] if text.startswith("+ ") else text
 
 
-def evaluate_claims(spec: TableSpec, results: pd.DataFrame) -> pd.DataFrame:
+CLAIM_COLUMNS = ["claim", "contrast", "test", "mean", "ci95", "low", "high", "n_seeds", "paper", "p", "p_holm",
+                 "verdict"]
+
+
+def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """One line per claim: claim, contrast d, test, mean, ci95, low, high, n_seeds, paper (the same
-    contrast of the paper's numbers) and verdict."""
-    lines = []
+    contrast of the paper's numbers), p (paired t-test, TOST for equivalence; NaN under 2 seeds),
+    p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``."""
+    lines, intervals = [], []
     for claim in spec.claims:
-        per_seed = claim_contrasts(claim, results)
-        interval = t_interval(per_seed.to_numpy())
+        per_seed = claim_contrasts(claim, results).to_numpy()
+        interval = t_interval(per_seed)
         refs = [spec.row(r).paper for r in claim.weights]
         paper = (sum(w * paper_value(spec.paper_stem, ref) for w, ref in zip(claim.weights.values(), refs))
                  if all(ref is not None for ref in refs) else math.nan)
+        intervals.append(interval)
         lines.append({"claim": claim.statement, "contrast": contrast_text(claim), "test": describe_direction(claim),
                       "mean": interval.mean, "ci95": interval.half_width, "low": interval.low, "high": interval.high,
-                      "n_seeds": interval.n, "paper": paper, "verdict": verdict(interval, claim.direction, claim.margin)})
-    return pd.DataFrame(lines, columns=["claim", "contrast", "test", "mean", "ci95", "low", "high", "n_seeds",
-                                        "paper", "verdict"])
+                      "n_seeds": interval.n, "paper": paper,
+                      "p": paired_p_value(per_seed, claim.direction, claim.margin)})
+    for line, p_holm, claim, interval in zip(lines, holm_adjust([line["p"] for line in lines]), spec.claims, intervals):
+        line["p_holm"] = p_holm
+        line["verdict"] = claim_verdict(interval, p_holm, claim.direction, claim.margin, alpha)
+    return pd.DataFrame(lines, columns=CLAIM_COLUMNS)
+
+
+@dataclass(frozen=True)
+class DetectableDifference:
+    """The smallest true AP difference between two rows that the table's seeds detect.
+
+    sd_row: seed-to-seed standard deviation, pooled over the rows with >= 2 seeds (each distinct
+    run counted once). sd_difference = sqrt(2) * sd_row, the SD of a per-seed difference of two
+    rows if their seeds were independent; rows trained from the same seed tend to move together,
+    so the paired SD is usually smaller and this estimate errs on the large side. alpha: the
+    per-claim level, 0.05 / m for m = n_claims claims (the first step of Holm: a claim whose true contrast is
+    this large gets p_holm < 0.05 with at least this power, whatever the other claims do).
+    difference: the contrast a two-sided paired t-test at alpha over n_seeds detects with this power.
+    """
+
+    difference: float
+    sd_row: float
+    sd_difference: float
+    n_seeds: int
+    alpha: float
+    n_claims: int
+    power: float = 0.8
+
+    def sentence(self) -> str:
+        if math.isnan(self.sd_row):
+            return ("Detectable difference: not measurable yet (the seed-to-seed spread needs rows with at "
+                    "least 2 seeds).")
+        if math.isnan(self.difference):
+            return (f"Detectable difference: none with {self.n_seeds} seed(s) in the row with the fewest "
+                    f"(seed-to-seed SD {self.sd_row:.2f} AP); a paired test needs at least 2.")
+        level = (f"{self.alpha:.3g} = 0.05 / {self.n_claims} claims, Holm's strictest step" if self.n_claims > 1
+                 else f"{self.alpha:.3g}")
+        return (f"Detectable difference: with {self.n_seeds} seeds (the fewest of any row) and a seed-to-seed SD of "
+                f"{self.sd_row:.2f} AP, a true difference of two rows must be at least {self.difference:.2f} AP "
+                f"to be reproduced with {self.power:.0%} probability (paired t-test at {level}; smaller true "
+                "differences are likely to come out inconclusive).")
+
+
+def pooled_row_sd(results: pd.DataFrame, metric: str = "AP") -> float:
+    """sqrt(sum of squared deviations from each row's mean / sum of (n_row - 1)) over the rows with
+    >= 2 seeds; a run shared by several rows counts once. NaN when no row has 2 seeds."""
+    distinct = results.dropna(subset=[metric]).drop_duplicates("run_id")
+    groups = [g[metric].to_numpy() for _, g in distinct.groupby("row") if len(g) >= 2]
+    dof = sum(len(g) - 1 for g in groups)
+    if dof == 0:
+        return math.nan
+    return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / dof)
+
+
+def table_detectable_difference(spec: TableSpec, rows: pd.DataFrame, results: pd.DataFrame,
+                                power: float = 0.8, alpha: float = 0.05) -> DetectableDifference:
+    """The table's :class:`DetectableDifference`, with n = the fewest seeds of any trained row."""
+    sd_row = pooled_row_sd(results)
+    trained = rows.loc[rows["n_seeds"] > 0, "n_seeds"]
+    n_seeds = int(trained.min()) if len(trained) else 0
+    claim_alpha = alpha / max(1, len(spec.claims))
+    sd_difference = math.sqrt(2) * sd_row
+    return DetectableDifference(detectable_difference(sd_difference, n_seeds, claim_alpha, power), sd_row,
+                                sd_difference, n_seeds, claim_alpha, len(spec.claims), power)
 
 
 # ------------------------------------------------------------------------------------- output
@@ -128,6 +197,7 @@ class TableResult:
     results: pd.DataFrame
     files: dict[str, Path]
     report: TableRunReport | None = None
+    detectable: DetectableDifference | None = None
 
     @property
     def figure_path(self) -> Path:
@@ -140,15 +210,26 @@ class TableResult:
 
     def styled_claims(self):
         colours = {"reproduced": "background-color: #c8e6c9", "not reproduced": "background-color: #ffcdd2"}
-        return (self.claims.style.format({c: "{:+.2f}" for c in ("mean", "low", "high", "paper")} | {"ci95": "± {:.2f}"},
-                                         na_rep="")
+        return (self.claims.style.format({c: "{:+.2f}" for c in ("mean", "low", "high", "paper")} | {"ci95": "± {:.2f}"}
+                                         | {"p": "{:.3f}", "p_holm": "{:.3f}"}, na_rep="")
                 .map(lambda v: colours.get(v, ""), subset=["verdict"]).hide(axis="index"))
 
 
-def markdown_report(spec: TableSpec, profile: str, rows: pd.DataFrame, claims: pd.DataFrame) -> str:
+def _p_text(p: float) -> str:
+    return "" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def markdown_report(spec: TableSpec, profile: str, rows: pd.DataFrame, claims: pd.DataFrame,
+                    detectable: DetectableDifference | None = None) -> str:
+    shown = claims.drop(columns=["low", "high"]).assign(p=claims["p"].map(_p_text),
+                                                       p_holm=claims["p_holm"].map(_p_text))
     parts = [f"# {spec.title}", "", f"Profile `{profile}`; ours = mean over seeds, ci95 = half-width of the 95% "
              "t-interval; paper = the paper's number (COCO, ResNet-50).", "", to_markdown(rows), "",
-             "## Claims", "", to_markdown(claims.drop(columns=["low", "high"]), digits=2)]
+             "## Claims", "", "d is paired by seed; p = two-sided paired t-test of d = 0 (for equivalence: TOST "
+             "against the margin), p_holm = p after Holm's correction over this table's claims; the verdict "
+             "needs p_holm < 0.05.", "", to_markdown(shown, digits=2)]
+    if detectable is not None:
+        parts += ["", detectable.sentence()]
     if spec.notes:
         parts += ["", f"Note: {spec.notes}"]
     return "\n".join(parts) + "\n"
@@ -176,11 +257,7 @@ def plot_table(spec: TableSpec, rows: pd.DataFrame, results: pd.DataFrame, path:
     sns.barplot(data=rows, y="row", x="paper", order=order, ax=paper_ax, color="C1")
     paper_ax.set(title="paper", xlabel="AP (COCO val)", ylabel="")
     fig.suptitle(spec.title, fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def aggregate_table(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
@@ -190,12 +267,25 @@ def aggregate_table(table: str | TableSpec, profile: str, seeds: Any = None, res
     results = collect_results(spec, profile, seeds, results_dir, data_root)
     rows = summarize_rows(spec, results)
     claims = evaluate_claims(spec, results)
+    detectable = table_detectable_difference(spec, rows, results)
     out = Path(results_dir)
     files = {"csv": out / "tables" / f"{spec.name}.csv", "claims_csv": out / "tables" / f"{spec.name}_claims.csv",
              "markdown": out / "tables" / f"{spec.name}.md", "figure": out / "figures" / f"{spec.name}.png"}
     files["csv"].parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(files["csv"], index=False, float_format="%.4f")
     claims.to_csv(files["claims_csv"], index=False, float_format="%.4f")
-    files["markdown"].write_text(markdown_report(spec, profile, rows, claims))
+    files["markdown"].write_text(markdown_report(spec, profile, rows, claims, detectable))
     plot_table(spec, rows, results, files["figure"])
-    return TableResult(spec, profile, rows, claims, results, files, report)
+    return TableResult(spec, profile, rows, claims, results, files, report, detectable)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay out ``fig``, write it to ``path`` (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path

@@ -6,13 +6,40 @@ from pathlib import Path
 
 import pandas as pd
 
+from assignlab.study.beyond import notebook_name
 from assignlab.study.specs import TABLES
 
 NOTES_NAME = "notes.md"
 EXTRA_TABLES = {"deta_table2": "DETA Table 2: inference time per module (runtime.ipynb)",
                 "align_figure1": "Align-DETR Figure 1: recall of best-regressed predictions (inspect_matches.ipynb)",
-                "align_figure4": "Align-DETR Figure 4: confidence-IoU Pearson r (inspect_matches.ipynb)"}
+                "align_figure4": "Align-DETR Figure 4: confidence-IoU Pearson r (inspect_matches.ipynb)",
+                "growth": "AP differences against the schedule length, per pair (growth_curves.ipynb)",
+                "growth_trend": "Trend of each difference with the schedule length (growth_curves.ipynb)",
+                "alignment_evidence_alignment": "Alignment diagnostics per method and base (alignment_evidence.ipynb)",
+                "alignment_evidence_alignment_claims": "Align-DETR's alignment claims (alignment_evidence.ipynb)",
+                "released_topk_behaviour": "How often DETA's released top-K fires (released_topk.ipynb)",
+                "released_kcap_behaviour": "How often Align-DETR's released k cap fires (released_kcap.ipynb)"}
 EXTRA_FIGURES = {"deta_figure3": "DETA Figure 3: matched and confident-background predictions per method"}
+READING_VERDICTS = """## Reading a verdict
+
+Each claim is a contrast d of rows (e.g. AP of DETA minus AP of Hungarian), computed per seed and
+tested with a paired t-test (for "equivalent" claims: two one-sided tests against the margin). A
+table makes several claims at once, and with enough claims one of them would pass by luck alone;
+Holm's correction guards against that. It sorts the table's p-values, multiplies the smallest by
+the number of claims, the next by one fewer, and so on (never letting an adjusted value fall below
+the one before it). A claim is **reproduced** when its Holm-adjusted p is below 0.05 and d lies on
+the claimed side, **not reproduced** when it is below 0.05 on the other side (for equivalence: the
+95% interval lies wholly outside the margin), and **inconclusive** otherwise. The chance that any
+claim of a table passes its test by luck alone is then 5% or less. A claim can therefore look
+clear on its own (p below 0.05) and still be inconclusive after the correction.
+
+Each table's page also states its *detectable difference*: from the seed-to-seed spread of its
+rows, the smallest true AP difference that its number of seeds reproduces 80% of the time (at
+0.05 divided by the number of claims, the strictest step of Holm's correction). An inconclusive
+verdict on a difference smaller than that says little: the study was too small to see it, not
+evidence that it is absent. Evidence that a difference is absent or small comes only from a
+reproduced equivalence claim.
+"""
 
 
 def _verdict_lines(claims_csv: Path) -> list[str]:
@@ -21,7 +48,9 @@ def _verdict_lines(claims_csv: Path) -> list[str]:
     for claim in claims.itertuples(index=False):
         interval = "" if pd.isna(claim.mean) else f"d = {claim.mean:+.2f}" + ("" if pd.isna(claim.ci95) else f" ± {claim.ci95:.2f}")
         paper = "" if pd.isna(claim.paper) else f", paper {claim.paper:+.1f}"
-        lines.append(f"  - {claim.claim} ({claim.test}): **{claim.verdict}** ({interval}{paper}, {claim.n_seeds} seeds)")
+        holm = "" if pd.isna(getattr(claim, "p_holm", float("nan"))) else f", Holm p = {claim.p_holm:.3f}"
+        lines.append(f"  - {claim.claim} ({claim.test}): **{claim.verdict}** ({interval}{paper}, {claim.n_seeds} seeds"
+                     f"{holm})")
     return lines
 
 
@@ -36,17 +65,19 @@ def build_index(results_dir: str | Path = "results") -> str:
     parts += ["## Paper tables", ""]
     for name, spec in TABLES.items():
         table_md, figure = root / "tables" / f"{name}.md", root / "figures" / f"{name}.png"
+        notebook = notebook_name(name)
         if not table_md.exists():
-            parts.append(f"- {spec.title}: not run yet (`notebooks/{name}.ipynb`)")
+            parts.append(f"- {spec.title}: not run yet (`notebooks/{notebook}.ipynb`)")
             continue
         runs = len(list((root / "runs" / name).glob("*.json")))
         links = [f"[table](tables/{name}.md)"] + ([f"[figure](figures/{name}.png)"] if figure.exists() else [])
-        links.append(f"[notebook](notebooks/{name}.ipynb)" if (root / "notebooks" / f"{name}.ipynb").exists()
-                     else f"notebook `notebooks/{name}.ipynb`")
+        links.append(f"[notebook](notebooks/{notebook}.ipynb)" if (root / "notebooks" / f"{notebook}.ipynb").exists()
+                     else f"notebook `notebooks/{notebook}.ipynb`")
         parts.append(f"- {spec.title} ({runs} runs): {', '.join(links)}")
         claims_csv = root / "tables" / f"{name}_claims.csv"
         if claims_csv.exists():
             parts += _verdict_lines(claims_csv)
+    parts += ["", READING_VERDICTS.strip()]
     parts += ["", "## Other tables and figures", ""]
     for name, title in EXTRA_TABLES.items():
         for suffix, kind in ((".md", "tables"), (".csv", "tables")):

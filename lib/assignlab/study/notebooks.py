@@ -12,6 +12,8 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from assignlab.study.behaviours import BEHAVIOURS, TABLE_BEHAVIOURS
+from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
 from assignlab.study.specs import TABLES
 
 PARAMETERS = '''# Parameters (papermill overrides these; literals only)
@@ -42,6 +44,11 @@ def _parameters_cell(source: str = PARAMETERS) -> nbformat.NotebookNode:
 
 
 def table_notebook(name: str) -> nbformat.NotebookNode:
+    return _notebook(table_cells(name))
+
+
+def table_cells(name: str) -> list[nbformat.NotebookNode]:
+    """A table notebook's cells: train what is missing, show the table beside the paper's and the claims."""
     spec = TABLES[name]
     intro = (f"# {spec.title}\n\n"
              "Trains the runs of this table that are not cached yet (one JSON per run in "
@@ -58,7 +65,7 @@ def table_notebook(name: str) -> nbformat.NotebookNode:
         base_argument = ", base=base"
         intro += (f"\n\nRuns on the `{spec.base}` base (the paper's); the parameter `base` runs it on "
                   f"{' or '.join(f'`{b}`' for b in spec.other_bases)} instead (files `{name}_on_<base>`).")
-    return _notebook([
+    return [
         new_markdown_cell(intro),
         _parameters_cell(parameters),
         new_code_cell(f'from IPython.display import Image, display\n\nfrom assignlab import study\n\n'
@@ -72,6 +79,73 @@ def table_notebook(name: str) -> nbformat.NotebookNode:
         new_markdown_cell("## Claims and verdicts"),
         new_code_cell("result.styled_claims()"),
         new_code_cell("print(result.report.summary())"),
+    ]
+
+
+def released_notebook(name: str) -> nbformat.NotebookNode:
+    """A released-behaviour table (``released_topk``, ``released_kcap``) and how often the behaviour fires."""
+    behaviour = TABLE_BEHAVIOURS[name]
+    base_argument = ", base=base" if TABLES[name].other_bases else ""
+    return _notebook(table_cells(name) + [
+        new_markdown_cell(f"## How often the released behaviour fires\n\n{BEHAVIOURS[behaviour]}: per "
+                          "output, the fraction of a batch's images (`images`) and of the training steps (`steps`) "
+                          "where it fired, as the mean over the epochs and at the last epoch, averaged over seeds "
+                          "(from the curves in the runs' result files)."),
+        new_code_cell("from assignlab.study.behaviours import behaviour_table\n\n"
+                      "rates = behaviour_table(TABLE, profile, seeds=seeds, results_dir=results_dir, "
+                      f"data_root=data_root{base_argument})\n"
+                      "rates.style.format(precision=3).hide(axis='index')"),
+    ])
+
+
+def alignment_notebook(name: str = "alignment_evidence") -> nbformat.NotebookNode:
+    """The alignment evidence table: its AP rows, then the alignment diagnostics per row and their claims."""
+    return _notebook(table_cells(name) + [
+        new_markdown_cell(
+            "## Alignment diagnostics per row\n\n"
+            "Mean ± 95% interval over seeds (seeds where the diagnostic exists) of what every run computes at its "
+            "end on the first validation images: `br_recall_m{1,2,3}`, the fraction of objects whose "
+            "best-regressed prediction is among the top m x N confident (Align-DETR Figure 1); `pearson_r` of "
+            "confidence and IoU of the last decoder layer's matches (Figure 4); `positives_per_object_{last,enc}_"
+            "{small,medium,large}`, the predictions assigned per object by object size (DETA)."),
+        new_code_cell("from assignlab.study.evidence import alignment_study\n\n"
+                      "evidence = alignment_study(TABLE, profile, seeds=seeds, results_dir=results_dir, "
+                      "data_root=data_root)\nevidence.styled()"),
+        new_code_cell("display(Image(filename=str(evidence.files['figure'])))"),
+        new_markdown_cell("## Align-DETR's alignment claims"),
+        new_code_cell("evidence.claims.style.format({c: '{:+.3f}' for c in ('mean', 'low', 'high')} | "
+                      "{'ci95': '± {:.3f}'}, na_rep='').hide(axis='index')"),
+    ])
+
+
+def growth_notebook() -> nbformat.NotebookNode:
+    """Every growth table, then the AP difference of each pair against the schedule length."""
+    names = ", ".join(f"`{pair.name}`" for pair in GROWTH_PAIRS)
+    return _notebook([
+        new_markdown_cell(
+            "# Do the papers' differences grow with the schedule?\n\n"
+            f"Trains the runs of the tables {names} that are not cached yet: pairs of paper rows at "
+            f"{', '.join(f'{f:g}x' for f in GROWTH_FACTORS)} the profile's schedule (the 1x rows are the paper "
+            "tables' runs). Per pair and length: the AP difference (paper's better arm minus the other, paired by "
+            "seed) with its 95% interval and the verdict of the claim that it is positive. The trend is the slope "
+            "of the difference against log2(length), AP per doubling: *growing* if its 95% interval over seeds is "
+            "wholly above 0, *shrinking* if wholly below, *stable* if wholly inside ±0.5, else *inconclusive*.\n\n"
+            f"Batch: `papermill notebooks/{GROWTH_NOTEBOOK}.ipynb out.ipynb -p profile smoke`; command line: "
+            f"`{RUN_COMMAND.format(name=GROWTH_PAIRS[0].name)}` (one table at a time)."),
+        _parameters_cell(),
+        new_code_cell("from IPython.display import Image, display\n\nfrom assignlab import study\n"
+                      "from assignlab.study.beyond import GROWTH_PAIRS\nfrom assignlab.study.growth import growth_study"),
+        new_code_cell("tables = {pair.name: study.reproduce_table(pair.name, profile=profile, seeds=seeds, "
+                      "workers=workers, executor=executor,\n"
+                      "                                           data_root=data_root, device=device, "
+                      "results_dir=results_dir)\n          for pair in GROWTH_PAIRS}"),
+        new_markdown_cell("## Each table beside the paper's (1x) and the claim at each length"),
+        new_code_cell("for result in tables.values():\n    display(result.styled())\n    display(result.styled_claims())"),
+        new_markdown_cell("## The difference against the schedule length"),
+        new_code_cell("growth = growth_study(profile, seeds=seeds, results_dir=results_dir, data_root=data_root)\n"
+                      "display(growth.styled_summary())\ndisplay(growth.styled_trends())\n"
+                      "display(Image(filename=str(growth.figure_path)))"),
+        new_code_cell("for result in tables.values():\n    print(result.report.summary())"),
     ])
 
 
@@ -122,8 +196,14 @@ def runtime_notebook() -> nbformat.NotebookNode:
     ])
 
 
+NOTEBOOK_MAKERS = {"released_topk": released_notebook, "released_kcap": released_notebook,
+                   "alignment_evidence": alignment_notebook}
+
+
 def all_notebooks() -> dict[str, nbformat.NotebookNode]:
-    notebooks = {name: table_notebook(name) for name in TABLES}
+    notebooks = {name: NOTEBOOK_MAKERS.get(name, table_notebook)(name) for name in TABLES
+                 if notebook_name(name) == name}
+    notebooks[GROWTH_NOTEBOOK] = growth_notebook()
     notebooks["inspect_matches"] = inspect_notebook()
     notebooks["runtime"] = runtime_notebook()
     return notebooks

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from assignlab.analysis.runtime import runtime_table
-from assignlab.study.aggregate import to_markdown
+from assignlab.study.aggregate import save_figure, to_markdown
 from assignlab.study.paper import load_paper_table
 from assignlab.study.specs import deta, get_profile, hungarian
 
@@ -59,7 +59,4 @@ def _plot(table: pd.DataFrame, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     sns.barplot(data=long, y="module", x="ms", hue="detector", ax=ax)
     ax.set(title="Inference time per module on this machine", xlabel="ms per image", ylabel="")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -57,7 +57,9 @@ PROFILES: dict[str, Profile] = {
 }
 
 # (table name, profile name) -> seeds, where a table needs other seeds than its profile's.
-TABLE_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {}
+TABLE_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {
+    ("deta_table1", "cpu"): (0, 1, 2, 3, 4),  # also the seed-to-seed spread of the default configuration
+}
 
 
 def get_profile(name: str) -> Profile:
@@ -115,6 +117,53 @@ class Multiple:
                 raise KeyError(f"Multiple: unknown config field {self.field!r}")
             value = getattr(value, key)
         return int(self.factor * value)
+
+
+def scaled_epochs(epochs: int, factor: float) -> int:
+    """``epochs`` scaled by ``factor``, rounded (half to even), at least 1."""
+    return max(1, round(factor * epochs))
+
+
+@dataclass(frozen=True)
+class ScaledSchedule:
+    """An override value for ``train.epochs`` (``part="epochs"``) or ``train.lr_drop_epochs``
+    (``part="lr_drop_epochs"``): the row's base schedule ``factor`` times as long. Each lr drop
+    moves the same way (:func:`scaled_epochs`) but stays before the last epoch, so that a short
+    schedule still ends at the lowered rate as its base does (4 epochs with the drop at 3 become 2
+    with the drop at 1). ``factor`` 1 gives the base schedule unchanged. Use :func:`scaled_schedule`."""
+
+    factor: float
+    part: str = "epochs"
+
+    def __post_init__(self) -> None:
+        if self.factor <= 0:
+            raise ValueError(f"ScaledSchedule: factor must be > 0, got {self.factor}")
+        if self.part not in ("epochs", "lr_drop_epochs"):
+            raise ValueError(f"ScaledSchedule: part must be 'epochs' or 'lr_drop_epochs', got {self.part!r}")
+
+    def resolve(self, config: Config) -> int | tuple[int, ...]:
+        if self.factor == 1:  # the base schedule exactly, so that 1x rows share the base's runs
+            return config.train.epochs if self.part == "epochs" else tuple(config.train.lr_drop_epochs)
+        epochs = scaled_epochs(config.train.epochs, self.factor)
+        if self.part == "epochs":
+            return epochs
+        drops = {min(scaled_epochs(drop, self.factor), epochs - 1) for drop in config.train.lr_drop_epochs
+                 if drop < config.train.epochs}
+        return tuple(sorted(drop for drop in drops if drop >= 1))
+
+
+def scaled_schedule(factor: float) -> dict[str, ScaledSchedule]:
+    """Overrides training ``factor`` times the base's schedule (epochs and lr drops)."""
+    return {"train.epochs": ScaledSchedule(factor, "epochs"),
+            "train.lr_drop_epochs": ScaledSchedule(factor, "lr_drop_epochs")}
+
+
+DERIVED_VALUES = (Multiple, ScaledSchedule)  # override values resolved against the row's base config
+
+
+def resolve_override(value: Any, base: Config) -> Any:
+    """The value an override sets: a derived value (``DERIVED_VALUES``) resolved against ``base``."""
+    return value.resolve(base) if isinstance(value, DERIVED_VALUES) else value
 
 
 # H-Deformable-DETR 1x: 300 one-to-one and 1500 one-to-many queries, the objects repeated 6 times
@@ -246,8 +295,7 @@ class TableSpec:
                 base = get_profile(profile).base_config(row.base or self.base)
                 if data_root is not None:
                     base = base.override({"data.root": str(data_root)})
-                overrides = {key: value.resolve(base) if isinstance(value, Multiple) else value
-                             for key, value in row.overrides.items()}
+                overrides = {key: resolve_override(value, base) for key, value in row.overrides.items()}
                 out.append((row, base.override(overrides)))
             except (KeyError, ValueError) as err:
                 raise ValueError(f"table {self.name}, row {row.label!r}: {err}") from None
@@ -604,11 +652,19 @@ def _objective_x_base() -> TableSpec:
     )
 
 
-TABLES: dict[str, TableSpec] = {spec.name: spec for spec in (
-    _deta_table1(), _deta_table5(), _deta_table6(), _deta_table7(), _deta_table8(),
-    _align_table4(), _align_table5(), _align_table6(), _align_table8(), _align_tableB(),
-    _deta_table1_detr(), _align_table2(), _align_table3(), _align_table7(), _objective_x_base(),
-)}
+def _all_tables() -> tuple[TableSpec, ...]:
+    """The paper tables, then the tables beyond the papers (built from the paper tables' rows)."""
+    from assignlab.study import beyond  # imported here: it builds on this module's helpers
+
+    paper_tables = (
+        _deta_table1(), _deta_table5(), _deta_table6(), _deta_table7(), _deta_table8(),
+        _align_table4(), _align_table5(), _align_table6(), _align_table8(), _align_tableB(),
+        _deta_table1_detr(), _align_table2(), _align_table3(), _align_table7(), _objective_x_base(),
+    )
+    return paper_tables + beyond.beyond_tables({spec.name: spec for spec in paper_tables})
+
+
+TABLES: dict[str, TableSpec] = {spec.name: spec for spec in _all_tables()}
 
 
 def get_table(name: str | TableSpec) -> TableSpec:

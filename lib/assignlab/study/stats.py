@@ -3,6 +3,11 @@
 With n seeds x_1..x_n, the 95% interval of the mean is mean +- t_{0.975, n-1} * s / sqrt(n),
 s the sample standard deviation (ddof 1). A claim's contrast is computed per seed first, so the
 interval of a difference between rows is paired by seed.
+
+A claim's p-value (:func:`paired_p_value`) comes from the same per-seed contrasts; the claims of
+one table are a family whose p-values are Holm-adjusted (:func:`holm_adjust`) before a verdict.
+:func:`detectable_difference` and :func:`seeds_for_half_width` size a study from the seed-to-seed
+spread: the smallest contrast its seeds detect, and the seeds an interval of a given width needs.
 """
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -72,3 +77,129 @@ def verdict(interval: Interval, direction: str, margin: float = 0.0) -> str:
             return NOT_REPRODUCED
         return INCONCLUSIVE
     raise ValueError(f"unknown claim direction {direction!r}")
+
+
+def claim_verdict(interval: Interval, p_adjusted: float, direction: str, margin: float = 0.0,
+                  alpha: float = 0.05) -> str:
+    """Verdict on a claim from its (multiplicity-adjusted) p-value, see :func:`paired_p_value`.
+
+    ``">"``/``"<"``: reproduced when p_adjusted < alpha and the mean contrast is on the claimed
+    side, not reproduced when p_adjusted < alpha on the other side. ``"equivalent"``: reproduced
+    when the TOST p_adjusted < alpha, not reproduced when the interval lies wholly outside the
+    margin band (as in :func:`verdict`). Otherwise inconclusive; no runs or one seed as in
+    :func:`verdict`.
+    """
+    if interval.n < 2:
+        return verdict(interval, direction, margin)
+    significant = p_adjusted < alpha
+    if direction == ">":
+        return (REPRODUCED if interval.mean > 0 else NOT_REPRODUCED) if significant else INCONCLUSIVE
+    if direction == "<":
+        return (REPRODUCED if interval.mean < 0 else NOT_REPRODUCED) if significant else INCONCLUSIVE
+    if direction == "equivalent":
+        if significant:
+            return REPRODUCED
+        return NOT_REPRODUCED if verdict(interval, direction, margin) == NOT_REPRODUCED else INCONCLUSIVE
+    raise ValueError(f"unknown claim direction {direction!r}")
+
+
+# ------------------------------------------------------------------------------- tests of claims
+def _one_sided_p(x: np.ndarray, bound: float, alternative: str) -> float:
+    """p of "mean > bound" (``alternative="greater"``) or "mean < bound" ("less") from a t-test;
+    with zero spread the limit of the t-test as the spread shrinks: 0 on the claimed side of the
+    bound, 1 on the other side, 0.5 exactly at it."""
+    if x.std(ddof=1) == 0:
+        gap = x.mean() - bound if alternative == "greater" else bound - x.mean()
+        return 0.0 if gap > 0 else 1.0 if gap < 0 else 0.5
+    return float(stats.ttest_1samp(x, bound, alternative=alternative).pvalue)
+
+
+def paired_p_value(values: Sequence[float], direction: str, margin: float = 0.0) -> float:
+    """p-value of a claim from its per-seed contrasts ``values`` (one per seed, paired by seed).
+
+    ``">"`` and ``"<"``: two-sided one-sample t-test of "contrast = 0" (so p < 0.05 exactly when
+    the 95% t-interval excludes 0; which side it lies on is read from the mean). ``"equivalent"``:
+    TOST, the larger of the one-sided p-values of "contrast > -margin" and "contrast < +margin".
+    Fewer than 2 values: NaN. Zero spread (every seed gives the same contrast): the limit of the
+    test as the spread shrinks, i.e. two-sided 0 when the contrast is not 0 and 1 when it is; each
+    TOST side 0, 1 or 0.5 as the contrast lies inside, outside or on its bound. NaN values are an
+    error, as in :func:`t_interval`.
+    """
+    x = np.asarray(list(values), dtype=float)
+    if np.isnan(x).any():
+        raise ValueError("paired_p_value: values contain NaN")
+    if direction not in (">", "<", "equivalent"):
+        raise ValueError(f"unknown claim direction {direction!r}")
+    if len(x) < 2:
+        return math.nan
+    if direction == "equivalent":
+        return max(_one_sided_p(x, -margin, "greater"), _one_sided_p(x, margin, "less"))
+    if x.std(ddof=1) == 0:
+        return 1.0 if x.mean() == 0 else 0.0
+    return float(stats.ttest_1samp(x, 0.0).pvalue)
+
+
+def holm_adjust(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    With the m finite p-values sorted p_(1) <= ... <= p_(m), the adjusted value of p_(i) is
+    max_{j <= i} min(1, (m - j + 1) p_(j)); rejecting where the adjusted value is < alpha keeps
+    the chance of any false rejection in the family <= alpha. NaN stays NaN and does not count in m.
+    """
+    p = np.asarray(list(pvalues), dtype=float)
+    adjusted = np.full(len(p), math.nan)
+    finite = np.flatnonzero(~np.isnan(p))
+    order = finite[np.argsort(p[finite], kind="stable")]
+    m = len(order)
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return adjusted.tolist()
+
+
+# --------------------------------------------------------------------------------- design
+def paired_t_power(difference: float, sd_difference: float, n_seeds: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided paired t-test at level ``alpha`` with ``n_seeds`` seeds when the true
+    mean contrast is ``difference`` and its per-seed standard deviation ``sd_difference``: the
+    statistic follows a noncentral t with n - 1 degrees of freedom and noncentrality
+    difference * sqrt(n) / sd; both tails count as rejections."""
+    df = n_seeds - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+    noncentrality = difference * math.sqrt(n_seeds) / sd_difference
+    # the lower tail as the upper tail of the mirrored distribution: nct.cdf far in the left tail can return NaN
+    return float(stats.nct.sf(critical, df, noncentrality) + stats.nct.sf(critical, df, -noncentrality))
+
+
+def detectable_difference(sd_difference: float, n_seeds: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean contrast that a two-sided paired t-test at level ``alpha`` over
+    ``n_seeds`` seeds detects with probability ``power``, given the standard deviation of the
+    per-seed contrast ``sd_difference`` (exact: noncentral t, solved for the noncentrality).
+
+    NaN with fewer than 2 seeds or a NaN spread; 0 with zero spread.
+    """
+    if not alpha < power < 1:
+        raise ValueError(f"detectable_difference: need alpha < power < 1, got alpha={alpha}, power={power}")
+    if n_seeds < 2 or math.isnan(sd_difference):
+        return math.nan
+    if sd_difference == 0:
+        return 0.0
+    def shortfall(effect: float) -> float:  # effect = difference / sd_difference
+        return paired_t_power(effect, 1.0, n_seeds, alpha) - power
+
+    high = 1.0
+    while shortfall(high) < 0:
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-12)) * sd_difference
+
+
+def seeds_for_half_width(sd_difference: float, target_half_width: float, confidence: float = 0.95,
+                         max_seeds: int = 50) -> int:
+    """Smallest n >= 2 whose t-interval of a paired difference, t_{(1+confidence)/2, n-1} * sd / sqrt(n),
+    is no wider than ``target_half_width`` on each side. ValueError when even ``max_seeds`` seeds
+    do not reach it."""
+    if target_half_width <= 0:
+        raise ValueError("seeds_for_half_width: target_half_width must be > 0")
+    for n in range(2, max_seeds + 1):
+        if stats.t.ppf(0.5 + confidence / 2, df=n - 1) * sd_difference / math.sqrt(n) <= target_half_width:
+            return n
+    raise ValueError(f"seeds_for_half_width: more than {max_seeds} seeds needed for half-width "
+                     f"{target_half_width:g} at sd {sd_difference:g}")

@@ -1,0 +1,88 @@
+"""How the cpu profile was sized: validation AP against training time for candidate configurations.
+
+Each candidate is a run folder whose ``log.jsonl`` holds the ``start`` event (config and seed)
+and one ``epoch`` event per epoch (training time, COCO metrics where evaluated). Runs stopped
+early count with the epochs they finished.
+
+    python -m assignlab.study.sizing results/sizing    # writes sizing.csv and sizing.png there
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from assignlab.study.aggregate import save_figure
+
+
+def describe_candidate(config: dict[str, Any]) -> str:
+    """A short label of what sizing varies: image side, width, levels, schedule, learning rates, method."""
+    model, train, data = config["model"], config["train"], config["data"]
+    drops = ",".join(str(e) for e in train["lr_drop_epochs"]) or "none"
+    return (f"{data['image_size']} px, d {model['hidden_dim']}, FFN {model['dim_feedforward']}, "
+            f"{model['num_feature_levels']} levels, {train['epochs']} ep (drop {drops}), "
+            f"lr {train['lr']:g}, backbone lr {train['lr_backbone']:g}, {config['assign']['method']}")
+
+
+def epoch_records(log_path: str | Path) -> pd.DataFrame:
+    """One line per finished epoch of a run: run, candidate, seed, epoch, images seen, cumulative
+    training minutes, training images/s, and AP / AP50 where the epoch was evaluated."""
+    log_path = Path(log_path)
+    start, rows, minutes, seen = None, [], 0.0, 0
+    for line in log_path.read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "start":
+            start, rows, minutes, seen = event, [], 0.0, 0  # a restarted log counts from its last start
+        elif event["event"] == "epoch" and start is not None:
+            minutes += event["train_time_s"] / 60
+            seen += start["config"]["data"]["synth_train_images"]
+            rows.append({"epoch": event["epoch"], "images_seen": seen, "train_minutes": minutes,
+                         "train_images_per_s": event["train_images_per_s"],
+                         "AP": event.get("AP"), "AP50": event.get("AP50")})
+    if start is None:
+        raise ValueError(f"{log_path}: no 'start' event (not a training log)")
+    frame = pd.DataFrame(rows, columns=["epoch", "images_seen", "train_minutes", "train_images_per_s", "AP", "AP50"])
+    return frame.assign(run=log_path.parent.name, candidate=describe_candidate(start["config"]), seed=start["seed"])
+
+
+def sizing_table(folder: str | Path) -> pd.DataFrame:
+    """Epoch records of every run folder under ``folder`` (sorted by run and epoch)."""
+    logs = sorted(Path(folder).glob("*/log.jsonl"))
+    if not logs:
+        raise FileNotFoundError(f"{folder}: no */log.jsonl run logs")
+    frame = pd.concat([epoch_records(path) for path in logs], ignore_index=True)
+    return frame.sort_values(["run", "epoch"], ignore_index=True)
+
+
+def plot_sizing(frame: pd.DataFrame, path: str | Path) -> Path:
+    """AP and AP50 against cumulative training minutes (one core), one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    evaluated = frame.dropna(subset=["AP"])
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    for ax, metric, target in zip(axes, ("AP", "AP50"), (30, 55)):
+        sns.lineplot(data=evaluated, x="train_minutes", y=metric, hue="run", marker="o", ax=ax)
+        ax.axhline(target, color="grey", linestyle="--", linewidth=1)
+        ax.set(xlabel="training time, minutes on one core", ylabel=f"validation {metric} (%)")
+    axes[1].get_legend().remove()
+    return save_figure(fig, path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    folder = Path((argv if argv is not None else sys.argv[1:])[0])
+    frame = sizing_table(folder)
+    frame.to_csv(folder / "sizing.csv", index=False, float_format="%.2f")
+    plot_sizing(frame, folder / "sizing.png")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
