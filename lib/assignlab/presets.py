@@ -39,7 +39,7 @@ def _smoke() -> Config:
 
 def _cpu() -> Config:
     # Sized by measurement on a 2-core machine (results/README.md, "Sizing the cpu profile"): one
-    # run takes about 6 minutes on one core and DETA reaches AP > 30 on the synthetic validation
+    # run takes about 7 minutes on one core and DETA reaches AP > 30 on the synthetic validation
     # set. The backbone trains from scratch, so it gets the full learning rate (the papers' 10x
     # lower backbone rate is for ImageNet weights; at 2e-5 it learned far more slowly here).
     return Config(name="cpu").override({
@@ -58,8 +58,8 @@ def _cpu() -> Config:
         "data.synth_image_size": 160,
         "data.image_size": 160,
         "train.batch_size": 4,
-        "train.epochs": 4,
-        "train.lr_drop_epochs": [3],
+        "train.epochs": 5,
+        "train.lr_drop_epochs": [4],
         "train.lr": 4e-4,
         "train.lr_backbone": 4e-4,
         "train.eval_every": 2,

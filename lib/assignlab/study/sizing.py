@@ -22,9 +22,13 @@ def describe_candidate(config: dict[str, Any]) -> str:
     """A short label of what sizing varies: image side, width, levels, schedule, learning rates, method."""
     model, train, data = config["model"], config["train"], config["data"]
     drops = ",".join(str(e) for e in train["lr_drop_epochs"]) or "none"
+    method = config["assign"]["method"]
+    if method.startswith("deta"):
+        k = config["assign"]["object_balance_k"]
+        method += f" K={'inf' if k is None else k}"
     return (f"{data['image_size']} px, d {model['hidden_dim']}, FFN {model['dim_feedforward']}, "
             f"{model['num_feature_levels']} levels, {train['epochs']} ep (drop {drops}), "
-            f"lr {train['lr']:g}, backbone lr {train['lr_backbone']:g}, {config['assign']['method']}")
+            f"lr {train['lr']:g}, backbone lr {train['lr_backbone']:g}, {method}")
 
 
 def epoch_records(log_path: str | Path) -> pd.DataFrame:
@@ -58,7 +62,8 @@ def sizing_table(folder: str | Path) -> pd.DataFrame:
 
 
 def plot_sizing(frame: pd.DataFrame, path: str | Path) -> Path:
-    """AP and AP50 against cumulative training minutes (one core), one line per run."""
+    """AP and AP50 against cumulative training minutes (one core), one line per run, one colour
+    per candidate configuration."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,11 +71,13 @@ def plot_sizing(frame: pd.DataFrame, path: str | Path) -> Path:
     import seaborn as sns
 
     evaluated = frame.dropna(subset=["AP"])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharex=True)
+    fig, axes = plt.subplots(2, 1, figsize=(11, 9), sharex=True)
     for ax, metric, target in zip(axes, ("AP", "AP50"), (30, 55)):
-        sns.lineplot(data=evaluated, x="train_minutes", y=metric, hue="run", marker="o", ax=ax)
+        sns.lineplot(data=evaluated, x="train_minutes", y=metric, hue="candidate", units="run", estimator=None,
+                     marker="o", ax=ax)
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="training time, minutes on one core", ylabel=f"validation {metric} (%)")
+    axes[0].legend(fontsize=7, loc="lower right")
     axes[1].get_legend().remove()
     return save_figure(fig, path, dpi=120)
 
