@@ -33,7 +33,7 @@ from torch import nn
 
 from assignlab.config import ModelConfig
 from assignlab.models.decoder import inverse_sigmoid
-from assignlab.models.detector import MLP, TwoStageDeformableDETR
+from assignlab.models.detector import MLP, check_images, xavier_init_matrices
 from assignlab.models.position_encoding import SinePositionEncoding, _frequencies, _interleave_sin_cos
 from assignlab.models.transformer import VanillaEncoder, VanillaEncoderLayer, flatten_map, single_scale_features
 
@@ -219,10 +219,7 @@ class DABDETR(nn.Module):
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for module in (self.encoder, self.decoder):
-            for parameter in module.parameters():
-                if parameter.dim() > 1:
-                    nn.init.xavier_uniform_(parameter)
+        xavier_init_matrices(self.encoder, self.decoder)
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
         nn.init.constant_(self.bbox_embed.layers[-1].weight, 0)
         nn.init.constant_(self.bbox_embed.layers[-1].bias, 0)
@@ -232,7 +229,7 @@ class DABDETR(nn.Module):
         return self.refpoint_embed.weight.sigmoid()[None].expand(batch, -1, -1)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
-        mask = TwoStageDeformableDETR._check_inputs(images, mask)
+        mask = check_images(images, mask)
         source, feature_mask, position = single_scale_features(
             self.backbone, self.input_proj, self.position_encoding, images, mask)
         src_flat, pos_flat, mask_flat = flatten_map(source), flatten_map(position), feature_mask.flatten(1)

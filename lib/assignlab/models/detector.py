@@ -95,7 +95,97 @@ def reset_prediction_heads(class_embed: nn.ModuleList, bbox_embed: nn.ModuleList
         nn.init.constant_(box_head.layers[-1].bias, 0)
 
 
-class TwoStageDeformableDETR(nn.Module):
+def xavier_init_matrices(*modules: nn.Module) -> None:
+    """Xavier-uniform initialisation of every weight matrix (parameters with more than one
+    dimension) of ``modules``, in the order given (the order fixes what a seed produces)."""
+    for module in modules:
+        for parameter in module.parameters():
+            if parameter.dim() > 1:
+                nn.init.xavier_uniform_(parameter)
+
+
+def check_images(images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Validate a batch: images [B, 3, H, W] float, mask [B, H, W] bool (True at padding) or None.
+    Returns the mask (all False when None)."""
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
+    if images.shape[0] == 0:
+        raise ValueError("images is an empty batch")
+    if not images.is_floating_point():
+        raise ValueError(f"images must be floating point (normalised), got {images.dtype}")
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinite values")
+    if mask is None:
+        return torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool, device=images.device)
+    if mask.dtype != torch.bool or mask.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"mask must be a bool [B, H, W] tensor matching images {tuple(images.shape)}, "
+                         f"got {mask.dtype} {tuple(mask.shape)}")
+    return mask
+
+
+class TwoStageProposals(nn.Module):
+    """The two-stage pieces every proposal-based base shares (Deformable-DETR's two-stage form, as
+    DETA trains it): one proposal per encoder token relative to its anchor, decoder queries made
+    from the selected proposals (position from the box, content from the memory), and the class /
+    box / IoU heads of every decoder layer (index ``dec_layers`` scores the proposals).
+
+    Layer names (``enc_output``, ``pos_trans``, ``pix_trans`` and their norms, ``class_embed``,
+    ``bbox_embed``) are the released code's: checkpoint import relies on them.
+    """
+
+    config: ModelConfig
+
+    def build_two_stage_layers(self, config: ModelConfig) -> None:
+        d = config.hidden_dim
+        self.enc_output = nn.Linear(d, d)
+        self.enc_output_norm = nn.LayerNorm(d)
+        self.pos_trans = nn.Linear(2 * d, 2 * d)
+        self.pos_trans_norm = nn.LayerNorm(2 * d)
+        self.pix_trans = nn.Linear(d, d)
+        self.pix_trans_norm = nn.LayerNorm(d)
+        self.class_embed, self.bbox_embed, self.iou_embed = prediction_heads(d, config)
+
+    def first_stage(self, memory: torch.Tensor, anchors: torch.Tensor, mask_flat: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """memory [B, S, d], anchors [B, S, 4] cxcywh, mask_flat [B, S] (True at padding) ->
+        valid [B, S] (not padding, anchor inside the image), output_memory [B, S, d],
+        enc_logits [B, S, C], enc_coord_unact [B, S, 4] (inverse sigmoid of the proposal, cxcywh)."""
+        valid = ((anchors > 0.01) & (anchors < 0.99)).all(-1) & ~mask_flat
+        anchors_unact = torch.log(anchors / (1 - anchors)).masked_fill(~valid[..., None], float("inf"))
+        output_memory = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid[..., None], 0.0)))
+        head = self.config.dec_layers
+        enc_logits = self.class_embed[head](output_memory)
+        enc_coord_unact = self.bbox_embed[head](output_memory) + anchors_unact
+        return valid, output_memory, enc_logits, enc_coord_unact
+
+    def proposal_queries(self, enc_coord_unact: torch.Tensor, output_memory: torch.Tensor, indices: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Second stage: decoder queries from the proposals at token ``indices`` [B, Q].
+
+        Returns reference_points [B, Q, 4] (the detached proposals, cxcywh), query_pos [B, Q, d]
+        and tgt [B, Q, d] (content: the box embedding's second half plus the projected memory)."""
+        d = self.config.hidden_dim
+        gather = indices[..., None]
+        proposals_unact = torch.gather(enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
+        query_pos, tgt = self.pos_trans_norm(
+            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
+        selected_memory = torch.gather(output_memory, 1, gather.expand(-1, -1, d)).detach()
+        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
+        return proposals_unact.sigmoid(), query_pos, tgt
+
+    def layer_outputs(self, hidden_states: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[dict]:
+        """Per decoder layer {"pred_logits", "pred_boxes"[, "pred_iou"]} from its hidden states and boxes."""
+        per_layer = []
+        for layer, (hidden, box) in enumerate(zip(hidden_states, boxes)):
+            output = {"pred_logits": self.class_embed[layer](hidden), "pred_boxes": box}
+            if self.iou_embed is not None:
+                output["pred_iou"] = self.iou_embed[layer](hidden)
+            per_layer.append(output)
+        return per_layer
+
+
+class TwoStageDeformableDETR(TwoStageProposals):
     """forward(images [B, 3, H, W], mask [B, H, W] bool True at padding) -> output dict of the contract.
 
     Output dict: ``pred_logits`` [B, Q, C], ``pred_boxes`` [B, Q, 4] cxcywh, ``pred_iou`` [B, Q, 1]
@@ -134,22 +224,12 @@ class TwoStageDeformableDETR(nn.Module):
                                    config.nheads, config.dec_n_points, self_attn=config.dec_self_attn,
                                    cross_attn=config.dec_cross_attn, msda_impl=config.msda_impl),
             config.dec_layers)
-        self.enc_output = nn.Linear(d, d)
-        self.enc_output_norm = nn.LayerNorm(d)
-        self.pos_trans = nn.Linear(2 * d, 2 * d)
-        self.pos_trans_norm = nn.LayerNorm(2 * d)
-        self.pix_trans = nn.Linear(d, d)
-        self.pix_trans_norm = nn.LayerNorm(d)
-
-        self.class_embed, self.bbox_embed, self.iou_embed = prediction_heads(d, config)
+        self.build_two_stage_layers(config)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
         """Deformable-DETR's initialisation (the backbone keeps its own)."""
-        for module in (self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans):
-            for parameter in module.parameters():
-                if parameter.dim() > 1:
-                    nn.init.xavier_uniform_(parameter)
+        xavier_init_matrices(self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans)
         for module in self.modules():
             if isinstance(module, MSDeformAttn):
                 module.reset_parameters()
@@ -160,24 +240,6 @@ class TwoStageDeformableDETR(nn.Module):
         reset_prediction_heads(self.class_embed, self.bbox_embed)
 
     # ----------------------------------------------------------------------------------- inputs
-    @staticmethod
-    def _check_inputs(images: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or images.shape[1] != 3:
-            shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"images must be a [B, 3, H, W] tensor, got {shape}")
-        if images.shape[0] == 0:
-            raise ValueError("images is an empty batch")
-        if not images.is_floating_point():
-            raise ValueError(f"images must be floating point (normalised), got {images.dtype}")
-        if not torch.isfinite(images).all():
-            raise ValueError("images contain NaN or infinite values")
-        if mask is None:
-            return torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool, device=images.device)
-        if mask.dtype != torch.bool or mask.shape != (images.shape[0], *images.shape[2:]):
-            raise ValueError(f"mask must be a bool [B, H, W] tensor matching images {tuple(images.shape)}, "
-                             f"got {mask.dtype} {tuple(mask.shape)}")
-        return mask
-
     def _feature_levels(self, images: torch.Tensor, mask: torch.Tensor):
         """Projected feature maps [B, d, H_l, W_l], their padding masks and position embeddings."""
         features = self.backbone(images)[-self.num_backbone_levels:]
@@ -205,7 +267,7 @@ class TwoStageDeformableDETR(nn.Module):
 
     # ---------------------------------------------------------------------------------- forward
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
-        mask = self._check_inputs(images, mask)
+        mask = check_images(images, mask)
         sources, masks, positions = self._feature_levels(images, mask)
         return self.forward_transformer(sources, masks, positions)
 
@@ -230,14 +292,8 @@ class TwoStageDeformableDETR(nn.Module):
             all_indices = indices
 
         # second stage: queries from the selected proposals (position from the box, content from memory)
-        gather = all_indices[..., None]
-        proposals_unact = torch.gather(stage.enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
-        reference_points = proposals_unact.sigmoid()
-        d = self.config.hidden_dim
-        query_pos, tgt = self.pos_trans_norm(
-            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
-        selected_memory = torch.gather(stage.output_memory, 1, gather.expand(-1, -1, d)).detach()
-        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
+        reference_points, query_pos, tgt = self.proposal_queries(stage.enc_coord_unact, stage.output_memory,
+                                                                 all_indices)
 
         hidden_states, boxes = self.decoder(tgt, reference_points, stage.memory, stage.spatial_shapes,
                                             stage.level_start_index, stage.valid_ratios, query_pos,
@@ -272,12 +328,7 @@ class TwoStageDeformableDETR(nn.Module):
 
         # first stage: one proposal per token, relative to its fixed anchor
         anchors, level_ids = token_anchors(spatial_shapes, mask_flat, self.config.anchor_scale)
-        valid = ((anchors > 0.01) & (anchors < 0.99)).all(-1) & ~mask_flat  # (B, S)
-        anchors_unact = torch.log(anchors / (1 - anchors)).masked_fill(~valid[..., None], float("inf"))
-        output_memory = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid[..., None], 0.0)))
-        head = self.config.dec_layers
-        enc_logits = self.class_embed[head](output_memory)  # (B, S, C)
-        enc_coord_unact = self.bbox_embed[head](output_memory) + anchors_unact  # (B, S, 4)
+        valid, output_memory, enc_logits, enc_coord_unact = self.first_stage(memory, anchors, mask_flat)
         return EncoderStage(memory, spatial_shapes, level_start_index, valid_ratios, mask_flat, output_memory,
                             enc_logits, enc_coord_unact, anchors, level_ids, valid)
 
@@ -289,16 +340,6 @@ class TwoStageDeformableDETR(nn.Module):
             self.num_queries, self.num_feature_levels, method=self.config.query_selection,
             topk_per_level=self.config.proposal_topk_per_level, iou_threshold=self.config.query_nms_iou,
             valid_only=self.config.select_valid_proposals_only)
-
-    def layer_outputs(self, hidden_states: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[dict]:
-        """Per decoder layer {"pred_logits", "pred_boxes"[, "pred_iou"]} from its hidden states and boxes."""
-        per_layer = []
-        for layer, (hidden, box) in enumerate(zip(hidden_states, boxes)):
-            output = {"pred_logits": self.class_embed[layer](hidden), "pred_boxes": box}
-            if self.iou_embed is not None:
-                output["pred_iou"] = self.iou_embed[layer](hidden)
-            per_layer.append(output)
-        return per_layer
 
 
 @dataclass(frozen=True)

@@ -18,19 +18,15 @@ import torch
 from torch import nn
 
 from assignlab.config import ModelConfig
-from assignlab.models.detector import (
-    TwoStageDeformableDETR,
-    prediction_heads,
-    reset_prediction_heads,
-    token_anchors,
-)
-from assignlab.models.position_encoding import SinePositionEncoding, proposal_position_embedding
+from assignlab.models.detector import (TwoStageProposals, check_images, reset_prediction_heads, token_anchors,
+                                       xavier_init_matrices)
+from assignlab.models.position_encoding import SinePositionEncoding
 from assignlab.models.query_selection import select_queries
 from assignlab.models.transformer import (VanillaDecoder, VanillaDecoderLayer, VanillaEncoder,
                                           VanillaEncoderLayer, flatten_map, single_scale_features)
 
 
-class TwoStageDETRDC5(nn.Module):
+class TwoStageDETRDC5(TwoStageProposals):
     """forward(images [B, 3, H, W], mask [B, H, W] bool True at padding) -> output dict.
 
     Output dict (the two-stage contract): ``pred_logits`` [B, Q, C], ``pred_boxes`` [B, Q, 4] cxcywh,
@@ -52,26 +48,17 @@ class TwoStageDETRDC5(nn.Module):
             VanillaEncoderLayer(d, config.dim_feedforward, config.dropout, config.nheads), config.enc_layers)
         self.decoder = VanillaDecoder(
             VanillaDecoderLayer(d, config.dim_feedforward, config.dropout, config.nheads), config.dec_layers)
-        self.enc_output = nn.Linear(d, d)
-        self.enc_output_norm = nn.LayerNorm(d)
-        self.pos_trans = nn.Linear(2 * d, 2 * d)
-        self.pos_trans_norm = nn.LayerNorm(2 * d)
-        self.pix_trans = nn.Linear(d, d)
-        self.pix_trans_norm = nn.LayerNorm(d)
-        self.class_embed, self.bbox_embed, self.iou_embed = prediction_heads(d, config)
+        self.build_two_stage_layers(config)
         self._reset_parameters()
 
     def _reset_parameters(self) -> None:
-        for module in (self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans):
-            for parameter in module.parameters():
-                if parameter.dim() > 1:
-                    nn.init.xavier_uniform_(parameter)
+        xavier_init_matrices(self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans)
         nn.init.xavier_uniform_(self.input_proj[0].weight, gain=1)
         nn.init.constant_(self.input_proj[0].bias, 0)
         reset_prediction_heads(self.class_embed, self.bbox_embed)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
-        mask = TwoStageDeformableDETR._check_inputs(images, mask)
+        mask = check_images(images, mask)
         source, feature_mask, position = single_scale_features(
             self.backbone, self.input_proj, self.position_encoding, images, mask)
         norm = self.input_proj[1]
@@ -88,12 +75,7 @@ class TwoStageDETRDC5(nn.Module):
         # first stage: one proposal per token, relative to its fixed anchor (a single level)
         spatial_shapes = torch.as_tensor([source.shape[-2:]], dtype=torch.long, device=source.device)
         anchors, level_ids = token_anchors(spatial_shapes, mask_flat, self.config.anchor_scale)
-        valid = ((anchors > 0.01) & (anchors < 0.99)).all(-1) & ~mask_flat  # (B, S)
-        anchors_unact = torch.log(anchors / (1 - anchors)).masked_fill(~valid[..., None], float("inf"))
-        output_memory = self.enc_output_norm(self.enc_output(memory.masked_fill(~valid[..., None], 0.0)))
-        head = self.config.dec_layers
-        enc_logits = self.class_embed[head](output_memory)
-        enc_coord_unact = self.bbox_embed[head](output_memory) + anchors_unact
+        valid, output_memory, enc_logits, enc_coord_unact = self.first_stage(memory, anchors, mask_flat)
         enc_boxes = enc_coord_unact.sigmoid()
         indices = select_queries(
             enc_logits[..., 0], enc_boxes, level_ids, valid, self.num_queries, 1,
@@ -101,23 +83,11 @@ class TwoStageDETRDC5(nn.Module):
             iou_threshold=self.config.query_nms_iou, valid_only=self.config.select_valid_proposals_only)
 
         # second stage: queries from the selected proposals
-        gather = indices[..., None]
-        proposals_unact = torch.gather(enc_coord_unact, 1, gather.expand(-1, -1, 4)).detach()
-        reference_points = proposals_unact.sigmoid()
-        d = self.config.hidden_dim
-        query_pos, tgt = self.pos_trans_norm(
-            self.pos_trans(proposal_position_embedding(proposals_unact, d // 2))).split(d, dim=2)
-        selected_memory = torch.gather(output_memory, 1, gather.expand(-1, -1, d)).detach()
-        tgt = tgt + self.pix_trans_norm(self.pix_trans(selected_memory))
+        reference_points, query_pos, tgt = self.proposal_queries(enc_coord_unact, output_memory, indices)
 
         hidden_states, boxes = self.decoder(tgt, reference_points, memory, pos_flat, query_pos, mask_flat,
                                             self.bbox_embed)
-        per_layer = []
-        for layer, (hidden, box) in enumerate(zip(hidden_states, boxes)):
-            output = {"pred_logits": self.class_embed[layer](hidden), "pred_boxes": box}
-            if self.iou_embed is not None:
-                output["pred_iou"] = self.iou_embed[layer](hidden)
-            per_layer.append(output)
+        per_layer = self.layer_outputs(hidden_states, boxes)
         result = dict(per_layer[-1])
         result["aux_outputs"] = per_layer[:-1]
         result["enc_outputs"] = {"pred_logits": enc_logits, "pred_boxes": enc_boxes,

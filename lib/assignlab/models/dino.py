@@ -31,7 +31,7 @@ from torch import nn
 from assignlab.config import ModelConfig
 from assignlab.models.decoder import inverse_sigmoid
 from assignlab.models.denoising import build_denoising_queries
-from assignlab.models.detector import MLP, TwoStageDeformableDETR
+from assignlab.models.detector import MLP, TwoStageDeformableDETR, check_images, xavier_init_matrices
 from assignlab.models.position_encoding import _frequencies, _interleave_sin_cos
 
 
@@ -54,9 +54,7 @@ class DINODecoder(nn.Module):
         self.layers = layers
         self.ref_point_head = MLP(2 * d_model, d_model, d_model, 2)
         self.look_forward_twice = look_forward_twice
-        for parameter in self.ref_point_head.parameters():
-            if parameter.dim() > 1:
-                nn.init.xavier_uniform_(parameter)
+        xavier_init_matrices(self.ref_point_head)
 
     def forward(self, tgt: torch.Tensor, reference_points: torch.Tensor, memory: torch.Tensor,
                 spatial_shapes: torch.Tensor, level_start_index: torch.Tensor, valid_ratios: torch.Tensor,
@@ -116,7 +114,7 @@ class DINO(TwoStageDeformableDETR):
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None,
                 targets: Sequence[Mapping[str, torch.Tensor]] | None = None) -> dict:
         """targets: per image {"labels" [n], "boxes" [n, 4] normalised cxcywh}; used in training only."""
-        mask = self._check_inputs(images, mask)
+        mask = check_images(images, mask)
         sources, masks, positions = self._feature_levels(images, mask)
         return self.forward_transformer(sources, masks, positions, targets)
 

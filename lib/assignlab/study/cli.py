@@ -43,9 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from assignlab.study.specs import PROFILES, TABLES
 
     if args.action == "list":
+        width = max(len(name) for name in TABLES)
         for spec in TABLES.values():
             counts = ", ".join(f"{p}: {len(plan_runs(spec, p))}" for p in PROFILES)
-            print(f"{spec.name:16s} {len(spec.rows):2d} rows, runs ({counts})  {spec.title}")
+            print(f"{spec.name:{width}s} {len(spec.rows):2d} rows, runs ({counts})  {spec.title}")
         unique = ", ".join(f"{p}: {len({r.run_id for spec in TABLES.values() for r in plan_runs(spec, p)})}"
                            for p in PROFILES)
         print(f"distinct runs over all tables ({unique})")
