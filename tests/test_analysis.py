@@ -19,6 +19,7 @@ from assignlab.assign.base import AssignResult
 from assignlab.losses.criterion import Criterion
 from assignlab.models.build import build_model, build_postprocessor
 from assignlab.study.index import build_index
+from assignlab.study.runner import plan_runs
 from assignlab.study.specs import deta, get_profile, hungarian
 
 OBJECTS = torch.tensor([[0.25, 0.25, 0.2, 0.2], [0.75, 0.75, 0.2, 0.2]])
@@ -114,8 +115,12 @@ def test_results_index_lists_tables_verdicts_and_notes(tmp_path):
     pd.DataFrame([{"claim": "DETA beats Hungarian", "test": "d > 0", "mean": 1.5, "ci95": 0.5, "paper": 2.5,
                    "n_seeds": 3, "verdict": "reproduced"}]).to_csv(tmp_path / "tables" / "deta_table1_claims.csv")
     (tmp_path / "notes.md").write_text("Sizing: 42 minutes per run.")
+    first_run = plan_runs("align_table8", "cpu")[0]  # a run of another table counts: tables share runs
+    (tmp_path / "runs" / "deta_table5").mkdir(parents=True)
+    (tmp_path / "runs" / "deta_table5" / f"{first_run.run_id}.json").write_text("{}")
     text = build_index(tmp_path)
     assert "[table](tables/deta_table1.md)" in text
     assert "DETA beats Hungarian (d > 0): **reproduced** (d = +1.50 ± 0.50, paper +2.5, 3 seeds)" in text
     assert "Sizing: 42 minutes per run." in text
-    assert "Align-DETR Table 4" in text and "not run yet" in text
+    assert "Align-DETR Table 4: classification losses against the misalignment problem: not run yet" in text
+    assert "Align-DETR Table 8: prime-sample weighting: in progress, 1 of 15 runs finished at the cpu profile" in text

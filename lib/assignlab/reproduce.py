@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[reproduce] done {source.name} in {time.time() - start:.0f} s", flush=True)
     from assignlab.study.index import write_results_index
 
-    print(f"[reproduce] index: {write_results_index(OUTPUT_DIR.parent)}", flush=True)
+    print(f"[reproduce] index: {write_results_index(OUTPUT_DIR.parent, args.profile)}", flush=True)
     if failed:
         print(f"[reproduce] {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1
