@@ -1,4 +1,5 @@
 """Match inspection (DETA Figure 3, Align-DETR Figures 1 and 4), runtime breakdown, results index."""
+import json
 import math
 
 import numpy as np
@@ -117,10 +118,12 @@ def test_results_index_lists_tables_verdicts_and_notes(tmp_path):
     (tmp_path / "notes.md").write_text("Sizing: 42 minutes per run.")
     first_run = plan_runs("align_table8", "cpu")[0]  # a run of another table counts: tables share runs
     (tmp_path / "runs" / "deta_table5").mkdir(parents=True)
-    (tmp_path / "runs" / "deta_table5" / f"{first_run.run_id}.json").write_text("{}")
+    record = {"config": first_run.config.to_dict(), "wall_time_s": 600.0}
+    (tmp_path / "runs" / "deta_table5" / f"{first_run.run_id}.json").write_text(json.dumps(record))
     text = build_index(tmp_path)
     assert "[table](tables/deta_table1.md)" in text
     assert "DETA beats Hungarian (d > 0): **reproduced** (d = +1.50 ± 0.50, paper +2.5, 3 seeds)" in text
     assert "Sizing: 42 minutes per run." in text
     assert "Align-DETR Table 4: classification losses against the misalignment problem: not run yet" in text
     assert "Align-DETR Table 8: prime-sample weighting: in progress, 1 of 15 runs finished at the cpu profile" in text
+    assert "| total | 263 | 1 | 0.17 |" in text  # the compute section charges the run once

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from assignlab.study.aggregate import to_markdown
 from assignlab.study.beyond import notebook_name
+from assignlab.study.budget import budget_table
 from assignlab.study.runner import plan_runs
 from assignlab.study.specs import TABLES
 
@@ -89,6 +91,11 @@ def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> st
         claims_csv = root / "tables" / f"{name}_claims.csv"
         if claims_csv.exists():
             parts += _verdict_lines(claims_csv)
+    parts += ["", "## Compute", "",
+              f"One-core hours of the finished runs at the {profile} profile, and an estimate for the runs left "
+              "(`python -m assignlab.study.budget`; a run shared by tables counts once, for the first; wall "
+              "times include any pause of a run).", "",
+              to_markdown(budget_table(root, profile), digits=2)]
     parts += ["", READING_VERDICTS.strip()]
     parts += ["", "## Other tables and figures", ""]
     for name, title in EXTRA_TABLES.items():

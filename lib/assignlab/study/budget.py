@@ -1,0 +1,95 @@
+"""Compute spent on the study so far and what its remaining runs will cost.
+
+Every finished run has a result file under ``results/runs/<table>/`` with its wall time
+(``wall_time_s``, one process with the threads the runner gave it). Tables share runs, so each
+distinct run is charged once, to the first table of ``TABLES`` that plans it. A run not finished
+yet is estimated at the median wall time of the finished runs of the same base detector and
+schedule length (epochs); with none finished, at the median time per epoch of that base (else of
+all finished runs) times its epochs. A run paused while it trained counts with its pause.
+
+    python -m assignlab.study.budget results [--profile cpu] [--cores 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from assignlab.study.runner import plan_runs
+from assignlab.study.specs import TABLES
+
+COLUMNS = ["table", "runs", "finished", "hours_spent", "hours_left_estimate"]
+
+
+def finished_run_times(results_dir: str | Path) -> pd.DataFrame:
+    """One line per distinct finished run: run_id, base, epochs, wall_time_s (read from its result file)."""
+    lines = {}
+    for path in sorted(Path(results_dir).glob("runs/*/*.json")):
+        if path.stem in lines:
+            continue
+        try:
+            record = json.loads(path.read_text())
+            config = record["config"]
+            lines[path.stem] = {"run_id": path.stem, "base": config["model"]["base"],
+                                "epochs": int(config["train"]["epochs"]), "wall_time_s": float(record["wall_time_s"])}
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: not a run result with config.model.base, config.train.epochs and "
+                             f"wall_time_s ({type(err).__name__}: {err})") from err
+    return pd.DataFrame(list(lines.values()), columns=["run_id", "base", "epochs", "wall_time_s"])
+
+
+def estimate_seconds(times: pd.DataFrame, base: str, epochs: int) -> float:
+    """Median wall time of the finished runs of ``base`` at ``epochs``; else ``epochs`` times the
+    median time per epoch of the finished runs of ``base``, else of all finished runs; NaN when
+    nothing has finished."""
+    same_base = times[times["base"] == base]
+    same = same_base[same_base["epochs"] == epochs]
+    if len(same):
+        return float(same["wall_time_s"].median())
+    for finished in (same_base, times):
+        if len(finished):
+            return float((finished["wall_time_s"] / finished["epochs"]).median() * epochs)
+    return float("nan")
+
+
+def budget_table(results_dir: str | Path = "results", profile: str = "cpu") -> pd.DataFrame:
+    """Per table (in ``TABLES`` order, each run charged to the first table that plans it): distinct
+    runs charged, how many finished, one-core hours spent and the estimated one-core hours left;
+    a last line ``total``."""
+    times = finished_run_times(results_dir)
+    by_id = times.set_index("run_id")
+    charged: set[str] = set()
+    lines = []
+    for name in TABLES:
+        runs = [run for run in plan_runs(name, profile) if run.run_id not in charged]
+        charged.update(run.run_id for run in runs)
+        done = [run for run in runs if run.run_id in by_id.index]
+        left = [run for run in runs if run.run_id not in by_id.index]
+        lines.append({"table": name, "runs": len(runs), "finished": len(done),
+                      "hours_spent": by_id.loc[[run.run_id for run in done], "wall_time_s"].sum() / 3600,
+                      "hours_left_estimate": sum(estimate_seconds(times, run.config.model.base, run.config.train.epochs)
+                                                 for run in left) / 3600})
+    table = pd.DataFrame(lines, columns=COLUMNS)
+    total = {"table": "total", **{column: table[column].sum() for column in COLUMNS[1:]}}
+    return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype({"runs": int, "finished": int})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results_dir", nargs="?", default="results")
+    parser.add_argument("--profile", default="cpu")
+    parser.add_argument("--cores", type=int, default=2, help="runs in parallel, for the wall-clock lines")
+    args = parser.parse_args(argv)
+    table = budget_table(args.results_dir, args.profile)
+    print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
+    total = table.iloc[-1]
+    print(f"one-core hours: {total.hours_spent:.2f} spent, about {total.hours_left_estimate:.2f} left; "
+          f"on {args.cores} cores: {total.hours_spent / args.cores:.2f} h spent, "
+          f"about {total.hours_left_estimate / args.cores:.2f} h left")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+import json
+
+import pytest
+
+from assignlab.study.budget import budget_table, estimate_seconds, finished_run_times
+from assignlab.study.runner import plan_runs
+
+
+def _write_result(folder, run, wall_time_s):
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"config": run.config.to_dict(), "wall_time_s": wall_time_s}
+    (folder / f"{run.run_id}.json").write_text(json.dumps(record))
+
+
+def test_each_shared_run_is_charged_once_to_the_first_table(tmp_path):
+    runs = plan_runs("deta_table1", "cpu")  # 3 rows x 5 seeds, all shared with DETA Table 8
+    for run, minutes in zip(runs[:3], (6, 8, 10)):
+        _write_result(tmp_path / "runs" / "deta_table1", run, minutes * 60)
+        _write_result(tmp_path / "runs" / "deta_table8", run, minutes * 60)  # the runner's copy
+    table = budget_table(tmp_path, "cpu").set_index("table")
+    assert table.loc["deta_table1", ["runs", "finished"]].tolist() == [15, 3]
+    assert table.loc["deta_table1", "hours_spent"] == pytest.approx(24 / 60)
+    # the 12 runs left are estimated at the median of the same base and schedule: 8 minutes
+    assert table.loc["deta_table1", "hours_left_estimate"] == pytest.approx(12 * 8 / 60)
+    assert table.loc["deta_table8", "runs"] == 30 - 15  # its other 15 are deta_table1's
+    assert table.loc["deta_table8", "hours_spent"] == 0
+    assert table.loc["total", "hours_spent"] == pytest.approx(24 / 60)
+    assert table.loc["total", "runs"] == table.drop("total")["runs"].sum()
+
+
+def test_estimates_fall_back_to_time_per_epoch():
+    import pandas as pd
+
+    times = pd.DataFrame([{"run_id": "a", "base": "dino", "epochs": 5, "wall_time_s": 500.0},
+                          {"run_id": "b", "base": "two_stage_deformable", "epochs": 5, "wall_time_s": 300.0}])
+    assert estimate_seconds(times, "dino", 5) == 500.0
+    assert estimate_seconds(times, "dino", 10) == 1000.0            # same base, 100 s an epoch
+    assert estimate_seconds(times, "dab_detr", 2) == pytest.approx(2 * 80.0)  # median over all: 80 s an epoch
+    assert pd.isna(estimate_seconds(times.iloc[:0], "dino", 5))
+
+
+def test_a_result_without_wall_time_is_named(tmp_path):
+    (tmp_path / "runs" / "t").mkdir(parents=True)
+    (tmp_path / "runs" / "t" / "abc-s0.json").write_text(json.dumps({"config": {}}))
+    with pytest.raises(ValueError, match="abc-s0.json"):
+        finished_run_times(tmp_path)
