@@ -19,14 +19,17 @@ from assignlab.study.aggregate import save_figure
 
 
 def describe_candidate(config: dict[str, Any]) -> str:
-    """A short label of what sizing varies: image side, width, levels, schedule, learning rates, method."""
+    """A short label of what sizing varies: base detector (unless the two-stage one; DINO with its
+    denoising number), image side, width, levels, schedule, learning rates, method."""
     model, train, data = config["model"], config["train"], config["data"]
     drops = ",".join(str(e) for e in train["lr_drop_epochs"]) or "none"
     method = config["assign"]["method"]
     if method.startswith("deta"):
         k = config["assign"]["object_balance_k"]
         method += f" K={'inf' if k is None else k}"
-    return (f"{data['image_size']} px, d {model['hidden_dim']}, FFN {model['dim_feedforward']}, "
+    base = model.get("base", "two_stage_deformable")
+    base = {"two_stage_deformable": "", "dino": f"DINO dn {model.get('dn_number')}, "}.get(base, f"{base}, ")
+    return (f"{base}{data['image_size']} px, d {model['hidden_dim']}, FFN {model['dim_feedforward']}, "
             f"{model['num_feature_levels']} levels, {train['epochs']} ep (drop {drops}), "
             f"lr {train['lr']:g}, backbone lr {train['lr_backbone']:g}, {method}")
 
