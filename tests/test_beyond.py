@@ -94,7 +94,7 @@ def test_growth_1x_rows_are_the_paper_tables_runs(profile):
 def test_every_alignment_evidence_row_is_a_paper_tables_run(profile):
     paper = {h for name in PAPER_TABLES for h in _hashes(name, profile).values()}
     own = _hashes("alignment_evidence", profile)
-    assert len(own) == 10 and len(set(own.values())) == 10 and set(own.values()) <= paper
+    assert len(own) == 11 and len(set(own.values())) == 11 and set(own.values()) <= paper
     for label, table, source_label in ALIGNMENT_ROWS:
         assert own[label] == _hashes(table, profile)[source_label]
     bases = {row.label: config.model.base for row, config in TABLES["alignment_evidence"].row_configs(profile)}
@@ -293,7 +293,7 @@ def test_alignment_evidence_summarises_the_result_files_nan_aware(tmp_path):
     assert small["ci95"] == pytest.approx(T_975[1] * np.std([1.0, 2.0], ddof=1) / math.sqrt(2))
     assert summary.loc[("Hungarian | DETR-DC5", "br_recall_m1"), "n_seeds"] == 2
     assert summary.loc[("Hungarian | DINO", "positives_per_object_enc_large"), "n_seeds"] == 0
-    assert len(result.summary) == 10 * len(evidence.ALIGNMENT_METRICS)
+    assert len(result.summary) == 11 * len(evidence.ALIGNMENT_METRICS)
     claims = result.claims.set_index("claim")
     figure4 = next(c for c in claims.index if "Figure 4" in c)
     # paired differences 0.3, 0.4, 0.2: mean 0.3, sd 0.1 -> [0.05, 0.55], above 0

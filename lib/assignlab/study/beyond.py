@@ -152,6 +152,7 @@ ALIGNMENT_ROWS = (
     ("DETA (K=4) | two-stage", "deta_table1", "IoU assignment + NMS, K=4"),
     ("Align-DETR | two-stage", "objective_x_base", objective_label("Align-DETR", TWO_STAGE)),
     ("Hungarian | DINO", "align_table3", "DINO"),
+    ("IA-BCE, one-to-one | DINO", "align_table4", "IA-BCE"),
     ("Align-DETR | DINO", "align_table3", "Align-DETR"),
     ("Hungarian | DETR-DC5", "deta_table1_detr", "Hungarian"),
     ("DETA (K=4) | DETR-DC5", "deta_table1_detr", "IoU assignment + NMS, K=4"),
@@ -164,8 +165,9 @@ ALIGNMENT_ROWS = (
 ALIGNMENT_CLAIMS = (
     Claim("Align-DETR raises the confidence-IoU correlation of DINO's matches (Align-DETR Figure 4)",
           difference("Align-DETR | DINO", "Hungarian | DINO"), ">", metric="pearson_r"),
-    Claim("Align-DETR ranks more best-regressed predictions among DINO's top-N confident (Align-DETR Figure 1)",
-          difference("Align-DETR | DINO", "Hungarian | DINO"), ">", metric="br_recall_m1"),
+    Claim("IA-BCE ranks more best-regressed predictions among DINO's top-N confident than focal loss, "
+          "matching unchanged (Align-DETR Figure 1)",
+          difference("IA-BCE, one-to-one | DINO", "Hungarian | DINO"), ">", metric="br_recall_m1"),
     Claim("Align-DETR raises the confidence-IoU correlation of DAB-DETR's matches",
           difference("Align-DETR | DAB-DETR", "Hungarian | DAB-DETR"), ">", metric="pearson_r"),
 )
