@@ -235,6 +235,38 @@ def test_denoising_loss_uses_fixed_matches_normalised_by_objects_times_groups():
         assert {f"loss_cls_dn{layer}", f"loss_giou_dn{layer}"} <= set(losses)
 
 
+def test_encoder_outputs_are_the_selected_proposals_as_released():
+    selected = dino_model(enc_loss_selected_only=True)
+    every = dino_model(enc_loss_selected_only=False)  # same seed: the same weights
+    images = torch.randn(2, 3, 64, 64)
+    out, out_every = selected(images, None, TARGETS), every(images, None, TARGETS)
+    indices = out["proposal_indices"]
+    assert out["enc_outputs"]["pred_logits"].shape[:2] == indices.shape == (2, SMOKE_DINO.model.num_queries)
+    for key, value in out_every["enc_outputs"].items():  # token t of every image, at the position it was selected
+        expected = torch.stack([value[b, indices[b]] for b in range(2)])
+        torch.testing.assert_close(out["enc_outputs"][key], expected)
+    # the proposal boxes the decoder starts from are these encoder boxes, detached
+    torch.testing.assert_close(out["proposal_boxes"], out["enc_outputs"]["pred_boxes"].detach())
+    # the encoder loss reaches the encoder's heads through the gathered proposals only
+    losses = Criterion.from_config(SMOKE_DINO)(out, TARGETS)
+    losses["loss_cls_enc"].backward()
+    head = selected.class_embed[SMOKE_DINO.model.dec_layers]
+    assert head.weight.grad.abs().sum() > 0
+    assert SMOKE_DINO.model.enc_loss_selected_only and preset("cpu-dino").model.enc_loss_selected_only
+    assert not preset("cpu").model.enc_loss_selected_only  # the two-stage base supervises every token
+
+
+def test_the_two_stage_base_can_supervise_the_selected_proposals_too():
+    config = preset("smoke").override({"model.enc_loss_selected_only": True})
+    torch.manual_seed(0)
+    model = build_model(config.model).train()
+    out = model(torch.randn(2, 3, 64, 64))
+    assert out["enc_outputs"]["anchors"].shape == (2, config.model.num_queries, 4)
+    assert out["enc_outputs"]["valid"].shape == (2, config.model.num_queries)
+    with pytest.raises(ValueError, match="model.enc_loss_selected_only"):
+        check_model_config(dataclasses.replace(preset("smoke-dab-detr").model, enc_loss_selected_only=True))
+
+
 METHODS = ("hungarian", "b_matching", "deta", "align")
 CLS_LOSSES = ("focal", "ia_bce", "qfl", "vfl")
 

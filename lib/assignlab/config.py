@@ -42,6 +42,7 @@ class ModelConfig:
     dec_cross_attn: bool = True           # DETA Table 7: False replaces it by an FFN of equal size
     query_selection: str = "nms"          # "nms" (DETA, per-level NMS), "nms_released" or "topk"
     enc_class_agnostic: bool = True       # encoder proposals learn "object" (DETA) or the classes (DINO)
+    enc_loss_selected_only: bool = False  # encoder loss on the num_queries selected proposals (DINO), not every token
     proposal_topk_per_level: int = 1000   # candidates per level before the selection NMS
     query_nms_iou: float = 0.9            # IoU of the per-level NMS in query selection
     anchor_scale: float = 0.05            # anchor side = anchor_scale * 2**level (normalised)

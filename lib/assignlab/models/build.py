@@ -67,6 +67,9 @@ def check_dino_and_hybrid_fields(config: ModelConfig) -> None:
         raise ValueError(f"model.box_noise_scale must be >= 0, got {config.box_noise_scale}")
     if config.num_queries_one2many < 0:
         raise ValueError(f"model.num_queries_one2many must be >= 0, got {config.num_queries_one2many}")
+    if config.enc_loss_selected_only and config.base not in ("two_stage_deformable", "dino"):
+        raise ValueError(f"model.enc_loss_selected_only needs encoder proposals of the two_stage_deformable or "
+                         f"dino base, not model.base={config.base!r}")
     if config.num_queries_one2many > 0 and config.base != "two_stage_deformable":
         raise ValueError(f"model.num_queries_one2many > 0 (hybrid matching) is implemented on the "
                          f"two_stage_deformable base only, not model.base={config.base!r}")

@@ -303,7 +303,7 @@ class TwoStageDeformableDETR(TwoStageProposals):
             per_layer, per_layer_one2many = split_query_groups(per_layer, self.num_queries)
         result = dict(per_layer[-1])
         result["aux_outputs"] = per_layer[:-1]
-        result["enc_outputs"] = stage.enc_outputs()
+        result["enc_outputs"] = stage.enc_outputs(indices if self.config.enc_loss_selected_only else None)
         result["proposal_boxes"] = reference_points[:, :self.num_queries]
         result["proposal_indices"] = indices
         if one2many:
@@ -369,7 +369,14 @@ class EncoderStage:
         trained class-agnostically, else the best class (DINO)."""
         return self.enc_logits[..., 0] if class_agnostic else self.enc_logits.max(-1).values
 
-    def enc_outputs(self) -> dict:
-        """The ``enc_outputs`` entry of the output contract."""
-        return {"pred_logits": self.enc_logits, "pred_boxes": self.enc_coord_unact.sigmoid(),
-                "anchors": self.anchors, "valid": self.valid}
+    def enc_outputs(self, indices: torch.Tensor | None = None) -> dict:
+        """The ``enc_outputs`` entry of the output contract: every token ([B, S, ...]), or with
+        ``indices`` [B, Q] only those tokens ([B, Q, ...], gradients kept), as DINO supervises its
+        selected proposals."""
+        outputs = {"pred_logits": self.enc_logits, "pred_boxes": self.enc_coord_unact.sigmoid(),
+                   "anchors": self.anchors, "valid": self.valid}
+        if indices is None:
+            return outputs
+        return {key: value.gather(1, indices.view(*indices.shape, *[1] * (value.dim() - 2))
+                                  .expand(-1, -1, *value.shape[2:]))
+                for key, value in outputs.items()}

@@ -15,10 +15,13 @@ DINO's own parts:
   box loss of layer l also trains layer l-1 (``look_forward_twice=False``: plain refinement);
 - contrastive denoising in training (``models/denoising.py``), outputs under ``dn_outputs``.
 
-Deviations from the released DINO: the encoder loss covers every token rather than the selected
-proposals only; the heads read each layer's output directly (DINO adds one more LayerNorm before
-the heads, and its reference for the next layer is computed before that norm, so its boxes and
-references differ slightly; here they are the same box).
+The encoder loss covers the ``num_queries`` selected proposals only (``model.enc_loss_selected_only``,
+set by the DINO presets; ``enc_outputs`` is then [B, Q, ...] in the order of ``proposal_indices``),
+as in the released DINO and Align-DETR code; the two-stage base supervises every token.
+
+Deviation from the released DINO: the heads read each layer's output directly (DINO adds one more
+LayerNorm before the heads, and its reference for the next layer is computed before that norm, so
+its boxes and references differ slightly; here they are the same box).
 """
 from __future__ import annotations
 
@@ -146,7 +149,7 @@ class DINO(TwoStageDeformableDETR):
             per_layer = [{key: value[:, pad:] for key, value in layer.items()} for layer in per_layer]
         result = dict(per_layer[-1])
         result["aux_outputs"] = per_layer[:-1]
-        result["enc_outputs"] = stage.enc_outputs()
+        result["enc_outputs"] = stage.enc_outputs(indices if self.config.enc_loss_selected_only else None)
         result["proposal_boxes"] = proposals
         result["proposal_indices"] = indices
         if denoising is not None:

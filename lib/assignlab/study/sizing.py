@@ -28,7 +28,9 @@ def describe_candidate(config: dict[str, Any]) -> str:
         k = config["assign"]["object_balance_k"]
         method += f" K={'inf' if k is None else k}"
     base = model.get("base", "two_stage_deformable")
-    base = {"two_stage_deformable": "", "dino": f"DINO dn {model.get('dn_number')}, "}.get(base, f"{base}, ")
+    encoder = "selected proposals" if model.get("enc_loss_selected_only") else "every token"
+    base = {"two_stage_deformable": "",
+            "dino": f"DINO dn {model.get('dn_number')}, encoder loss on {encoder}, "}.get(base, f"{base}, ")
     return (f"{base}{data['image_size']} px, d {model['hidden_dim']}, FFN {model['dim_feedforward']}, "
             f"{model['num_feature_levels']} levels, {train['epochs']} ep (drop {drops}), "
             f"lr {train['lr']:g}, backbone lr {train['lr_backbone']:g}, {method}")
