@@ -113,3 +113,29 @@ def test_model_config_defaults_are_deformable_detr_two_stage():
     m = ModelConfig()
     assert (m.anchor_scale, m.proposal_topk_per_level, m.query_nms_iou) == (0.05, 1000, 0.9)
     assert (m.postprocess_pre_topk, m.max_detections) == (10000, 100)
+
+
+def test_a_field_added_later_leaves_the_ids_of_earlier_runs_alone():
+    import hashlib
+
+    from assignlab.config import HASH_NEUTRAL_DEFAULTS
+
+    config = Config()
+    assert HASH_NEUTRAL_DEFAULTS["model.enc_loss_selected_only"] is False
+    # the hash of the config as it was before the field existed: its JSON without the field
+    before = config.to_dict()
+    del before["model"]["enc_loss_selected_only"]
+    assert config.stable_hash() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
+    # a run that sets the field gets an id of its own
+    assert config.override({"model.enc_loss_selected_only": True}).stable_hash() != config.stable_hash()
+
+
+def test_every_committed_run_keeps_its_id():
+    # fails when a config field is added without its neutral value in HASH_NEUTRAL_DEFAULTS
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[1] / "results" / "runs").glob("*/*.json"))
+    assert files, "no committed run results"
+    for path in files[:: max(1, len(files) // 40)]:
+        record = json.loads(path.read_text())
+        assert f"{Config.from_dict(record['config']).stable_hash()}-s{record['seed']}" == path.stem, path

@@ -175,8 +175,22 @@ class Config:
         return cls.from_dict(json.loads(text))
 
     def stable_hash(self, length: int = 12) -> str:
-        """Hash of the canonical JSON (independent of process, platform and field order)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:length]
+        """Hash of the canonical JSON (independent of process, platform and field order). A field
+        of ``HASH_NEUTRAL_DEFAULTS`` at its listed value is left out, so that adding a field does
+        not change the id of any run cached before it existed."""
+        data = self.to_dict()
+        for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
+            section, key = dotted.split(".")
+            if data[section][key] == neutral:
+                del data[section][key]
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:length]
+
+
+# Fields added after study runs were cached, with the value that reproduces the behaviour from
+# before they existed (every new field must be listed here with that value).
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "model.enc_loss_selected_only": False,
+}
 
 
 def _coerce(value: Any, annotation: Any, path: str) -> Any:
