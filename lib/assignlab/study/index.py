@@ -57,11 +57,10 @@ def _verdict_lines(claims_csv: Path) -> list[str]:
     return lines
 
 
-def finished_runs(root: Path, table: str, profile: str) -> tuple[int, int]:
-    """(finished, planned) distinct runs of ``table`` at ``profile``; a run counts as finished when
-    its result file is under ``root/runs`` for any table (tables share runs)."""
+def finished_runs(present: set[str], table: str, profile: str) -> tuple[int, int]:
+    """(finished, planned) distinct runs of ``table`` at ``profile``; ``present``: the run ids with a
+    result file under ``results/runs`` for any table (tables share runs)."""
     planned = {run.run_id for run in plan_runs(table, profile)}
-    present = {path.stem for path in (root / "runs").glob("*/*.json")}
     return len(planned & present), len(planned)
 
 
@@ -75,11 +74,12 @@ def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> st
     if notes.exists():
         parts += [notes.read_text().strip(), ""]
     parts += ["## Tables", ""]
+    present = {path.stem for path in (root / "runs").glob("*/*.json")}
     for name, spec in TABLES.items():
         table_md, figure = root / "tables" / f"{name}.md", root / "figures" / f"{name}.png"
         notebook = notebook_name(name)
         if not table_md.exists():
-            done, planned = finished_runs(root, name, profile)
+            done, planned = finished_runs(present, name, profile)
             state = f"in progress, {done} of {planned} runs finished" if done else "not run yet"
             parts.append(f"- {spec.title}: {state} at the {profile} profile (`notebooks/{notebook}.ipynb`)")
             continue
