@@ -113,6 +113,18 @@ def test_zero_area_object_gets_no_iou_positive():
     objects = torch.cat([OBJECTS[:1], torch.tensor([[0.3, 0.5, 0.0, 0.0]])])
     result = iou_assign(objects, BOXES, k=None)
     assert result.positives_per_object().tolist() == [5, 0]
+    assert result.zero_iou_objects == 1
+
+
+def test_zero_iou_objects_counts_objects_that_overlap_no_valid_box():
+    far = strip_boxes([(0.92, 0.98)])  # overlaps none of the ten boxes
+    assert iou_assign(OBJECTS, BOXES, k=4).zero_iou_objects == 0
+    assert iou_assign(torch.cat([OBJECTS, far, far]), BOXES, k=4).zero_iou_objects == 2
+    valid = torch.ones(10, dtype=torch.bool)
+    valid[[7, 8]] = False  # C=[.8,.9] overlaps only b7 and b8
+    assert iou_assign(OBJECTS, BOXES, k=4, valid=valid).zero_iou_objects == 1
+    # without low-quality matches the case cannot arise in the released code either
+    assert iou_assign(torch.cat([OBJECTS, far]), BOXES, k=4, low_quality=False).zero_iou_objects == 0
 
 
 def test_subsampling_keeps_only_limit_positives_deterministically():

@@ -162,7 +162,8 @@ def test_behaviour_table_reads_the_runs_result_files(tmp_path):
     for run in plan_runs("released_topk", "smoke", seeds=[0, 1]):
         fired = rates[run.seed] if "released" in run.rows[0] else (0.0, 0.0)
         curve = [{"train_stat_shared_images_enc": fired[0], "train_stat_shared_steps_enc": fired[1],
-                  "train_stat_shared_images_dec0": 0.0, "train_stat_shared_steps_dec0": 0.0}] * 2
+                  "train_stat_shared_images_dec0": 0.0, "train_stat_shared_steps_dec0": 0.0,
+                  "train_stat_zero_iou_images_dec0": 0.1 * run.seed, "train_stat_zero_iou_steps_dec0": 0.5}] * 2
         _write_run(tmp_path, "released_topk", run, {"curve": curve})
     summary = behaviours.behaviour_table("released_topk", "smoke", seeds=[0, 1], results_dir=tmp_path)
     released = summary[summary["row"] == "DETA (K=4), released top-K"].set_index("output")
@@ -174,6 +175,10 @@ def test_behaviour_table_reads_the_runs_result_files(tmp_path):
     assert len(saved) == 4
     with pytest.raises(ValueError, match="no behaviour of its own"):
         behaviours.collect_behaviour_rates("deta_table1", "smoke", results_dir=tmp_path)
+    zero_iou = behaviours.behaviour_table("released_topk", "smoke", seeds=[0, 1], results_dir=tmp_path,
+                                          behaviour="zero_iou")
+    assert list(zero_iou["output"]) == ["dec0", "dec0"] and zero_iou["images_mean"].tolist() == pytest.approx([0.05] * 2)
+    assert (tmp_path / "tables" / "released_topk_behaviour_zero_iou.csv").exists()
 
 
 # -------------------------------------------------------------------------------- growth

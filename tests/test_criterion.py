@@ -127,6 +127,16 @@ def test_deta_decoder_assignment_is_computed_once_from_proposals():
     assert (assignments["enc"][0].pred_idx < S - 5).all()
 
 
+def test_deta_reports_objects_with_zero_iou_to_every_reference_box():
+    degenerate = [{"labels": torch.tensor([1, 2]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3], [0.5, 0.5, 0.0, 0.0]])},
+                  {"labels": torch.tensor([1]), "boxes": torch.tensor([[0.5, 0.5, 0.3, 0.3]])}]
+    stats = criterion("deta")(fake_outputs(), degenerate, generator=torch.Generator().manual_seed(0))
+    for name in ("enc", "dec0", "dec2"):  # the zero-area object of image 0 overlaps nothing
+        assert stats[f"stat_zero_iou_images_{name}"] == 0.5 and stats[f"stat_zero_iou_steps_{name}"] == 1
+    stats = criterion("deta")(fake_outputs(), TARGETS, generator=torch.Generator().manual_seed(0))
+    assert stats["stat_zero_iou_steps_enc"] == 0 and stats["stat_zero_iou_steps_dec0"] == 0
+
+
 def test_deta_needs_proposals():
     outputs = fake_outputs()
     del outputs["proposal_boxes"]
@@ -169,6 +179,7 @@ def test_released_behaviour_statistics():
     assert stats["stat_carried_cap_images_dec0"] == 0.5 and stats["stat_carried_cap_steps_dec0"] == 1
     stats = criterion("align", "ia_bce", assign={"k_cap": "per_image"})(outputs, crowded)
     assert stats["stat_carried_cap_steps_dec0"] == 0
+    assert stats["stat_zero_iou_steps_dec0"] == 0  # only DETA's low-quality matching reports it
 
 
 def test_prime_sample_weights_scale_box_losses():

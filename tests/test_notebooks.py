@@ -6,7 +6,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from assignlab.study.behaviours import TABLE_BEHAVIOURS
+from assignlab.study.behaviours import COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
 from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
 from assignlab.study.evidence import ALIGNMENT_METRICS
 from assignlab.study.index import build_index
@@ -48,6 +48,9 @@ def test_table_notebook_runs_at_the_smoke_profile(name, workspace):
         rates = pd.read_csv(workspace / "results" / "tables" / f"{name}_behaviour.csv")
         assert set(rates["row"]) == {r.label for r in TABLES[name].rows} and (rates["n_seeds"] == 1).all()
         assert {"enc", "dec0"} <= set(rates["output"]) and rates["steps_mean"].between(0, 1).all()
+    for companion in COMPANION_BEHAVIOURS.get(name, ()):  # measured in the same runs
+        rates = pd.read_csv(workspace / "results" / "tables" / f"{name}_behaviour_{companion}.csv")
+        assert {"enc", "dec0"} <= set(rates["output"]) and rates["images_mean"].between(0, 1).all()
     if name == "alignment_evidence":
         summary = pd.read_csv(workspace / "results" / "tables" / "alignment_evidence_alignment.csv")
         assert len(summary) == len(TABLES[name].rows) * len(ALIGNMENT_METRICS)

@@ -48,6 +48,9 @@ class AssignResult:
         weight: [P] float or None, prime-sample weight exp(-rank / tau) of the pair.
         carried_cap: mixed matching only: this image's k was lowered by the cap of an earlier,
             more crowded image of the batch (the released k cap), not by its own objects.
+        zero_iou_objects: DETA with low-quality matches only: objects whose IoU with every valid
+            reference box is 0. detectron2's ``Matcher``, which the released code uses, would make
+            every box a positive for them; here they add no low-quality match.
     """
 
     num_preds: int
@@ -59,6 +62,7 @@ class AssignResult:
     rank: Tensor | None = None
     weight: Tensor | None = None
     carried_cap: bool = False
+    zero_iou_objects: int = 0
 
     def __post_init__(self) -> None:
         n = self.pred_idx.shape

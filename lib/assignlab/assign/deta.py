@@ -138,7 +138,9 @@ class IoUAssigner(Assigner):
             pred_idx, gt_idx = balance(pred_idx, gt_idx, iou, self.object_balance_k)
         order = torch.argsort(gt_idx * num_boxes + pred_idx)
         pred_idx, gt_idx = pred_idx[order], gt_idx[order]
-        return AssignResult(num_boxes, num_gts, pred_idx, gt_idx, iou=iou[gt_idx, pred_idx])
+        zero_iou_objects = int((iou.max(dim=1).values <= 0).sum()) if self.allow_low_quality else 0
+        return AssignResult(num_boxes, num_gts, pred_idx, gt_idx, iou=iou[gt_idx, pred_idx],
+                            zero_iou_objects=zero_iou_objects)
 
 
 def stage1_assigner(assign: "AssignConfig") -> IoUAssigner:

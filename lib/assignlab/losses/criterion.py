@@ -309,12 +309,15 @@ def assignment_statistics(assignments: Mapping[str, Sequence[AssignResult]]) -> 
     and how often the released behaviours fire, as the fraction of the batch's images (``_images``)
     and whether any image of the batch (``_steps``; its epoch mean is the fraction of steps):
     ``stat_shared_*`` a prediction matched to two objects (DETA's released top-K),
-    ``stat_carried_cap_*`` k lowered by an earlier image (Align-DETR's released k cap)."""
+    ``stat_carried_cap_*`` k lowered by an earlier image (Align-DETR's released k cap),
+    ``stat_zero_iou_*`` an object with zero IoU to every reference box (where DETA's released
+    matcher would make every box a positive)."""
     stats = {}
     for name, results in assignments.items():
         shared = torch.tensor([r.num_shared_predictions > 0 for r in results], dtype=torch.float32)
         carried = torch.tensor([r.carried_cap for r in results], dtype=torch.float32)
-        for key, fired in (("shared", shared), ("carried_cap", carried)):
+        zero_iou = torch.tensor([r.zero_iou_objects > 0 for r in results], dtype=torch.float32)
+        for key, fired in (("shared", shared), ("carried_cap", carried), ("zero_iou", zero_iou)):
             if fired.numel():
                 stats[f"stat_{key}_images_{name}"] = fired.mean()
                 stats[f"stat_{key}_steps_{name}"] = fired.max()

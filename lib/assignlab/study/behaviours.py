@@ -7,7 +7,10 @@ steps where it fired for some image of the batch). Behaviours:
 
 - ``shared``: DETA's released top-K gave one prediction to two objects (``assign.topk_behaviour``);
 - ``carried_cap``: Align-DETR's released k cap was lowered by an earlier image of the batch
-  (``assign.k_cap``).
+  (``assign.k_cap``);
+- ``zero_iou``: an object had zero IoU with every reference box of DETA's IoU assignment. The
+  released matcher (detectron2's) would then make every box a low-quality positive; ours adds none
+  for that object, so this rate bounds how often the two can differ.
 """
 from __future__ import annotations
 
@@ -23,8 +26,11 @@ from assignlab.study.evidence import finished_records
 from assignlab.study.specs import TableSpec, get_table
 
 BEHAVIOURS = {"shared": "A prediction given to two objects by DETA's released top-K",
-              "carried_cap": "An image's k lowered by an earlier image of the batch (Align-DETR's released k cap)"}
+              "carried_cap": "An image's k lowered by an earlier image of the batch (Align-DETR's released k cap)",
+              "zero_iou": "An object with zero IoU to every reference box of DETA's IoU assignment"}
 TABLE_BEHAVIOURS = {"released_topk": "shared", "released_kcap": "carried_cap"}
+# measured beside a table's own behaviour (the guard is the same in both rows of the table)
+COMPANION_BEHAVIOURS = {"released_topk": ("zero_iou",)}
 RATE_COLUMNS = ("images_mean", "images_last", "steps_mean", "steps_last")
 
 
@@ -100,13 +106,17 @@ def summarize_behaviour_rates(rates: pd.DataFrame) -> pd.DataFrame:
 
 
 def behaviour_table(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
-                    data_root: str | None = None, base: str | None = None) -> pd.DataFrame:
-    """The table's behaviour rates (:func:`summarize_behaviour_rates` of its own behaviour), also
-    written to ``results/tables/<table>_behaviour.csv`` (``<table>_on_<base>_behaviour.csv`` on another base)."""
+                    data_root: str | None = None, base: str | None = None,
+                    behaviour: str | None = None) -> pd.DataFrame:
+    """The table's behaviour rates (:func:`summarize_behaviour_rates` of ``behaviour``, None: its
+    own), also written to ``results/tables/<table>_behaviour.csv`` (``<table>_on_<base>_...`` on
+    another base; ``..._behaviour_<behaviour>.csv`` for a behaviour other than the table's own)."""
     spec = get_table(table)
-    summary = summarize_behaviour_rates(collect_behaviour_rates(spec, profile, None, seeds, results_dir, data_root,
-                                                                base))
-    path = Path(results_dir) / "tables" / f"{spec.on_base(base).name}_behaviour.csv"
+    summary = summarize_behaviour_rates(collect_behaviour_rates(spec, profile, behaviour, seeds, results_dir,
+                                                                data_root, base))
+    own = behaviour is None or behaviour == TABLE_BEHAVIOURS.get(spec.name)
+    suffix = "" if own else f"_{behaviour}"
+    path = Path(results_dir) / "tables" / f"{spec.on_base(base).name}_behaviour{suffix}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(path, index=False, float_format="%.4f")
     return summary

@@ -12,7 +12,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from assignlab.study.behaviours import BEHAVIOURS, TABLE_BEHAVIOURS
+from assignlab.study.behaviours import BEHAVIOURS, COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
 from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
 from assignlab.study.specs import TABLES
 
@@ -83,19 +83,26 @@ def table_cells(name: str) -> list[nbformat.NotebookNode]:
 
 
 def released_notebook(name: str) -> nbformat.NotebookNode:
-    """A released-behaviour table (``released_topk``, ``released_kcap``) and how often the behaviour fires."""
+    """A released-behaviour table (``released_topk``, ``released_kcap``), how often the behaviour
+    fires, and how often its companion behaviours (``COMPANION_BEHAVIOURS``) fire in the same runs."""
     behaviour = TABLE_BEHAVIOURS[name]
     base_argument = ", base=base" if TABLES[name].other_bases else ""
-    return _notebook(table_cells(name) + [
+    rates_call = "behaviour_table(TABLE, profile, seeds=seeds, results_dir=results_dir, data_root=data_root"
+    cells = table_cells(name) + [
         new_markdown_cell(f"## How often the released behaviour fires\n\n{BEHAVIOURS[behaviour]}: per "
                           "output, the fraction of a batch's images (`images`) and of the training steps (`steps`) "
                           "where it fired, as the mean over the epochs and at the last epoch, averaged over seeds "
                           "(from the curves in the runs' result files)."),
         new_code_cell("from assignlab.study.behaviours import behaviour_table\n\n"
-                      "rates = behaviour_table(TABLE, profile, seeds=seeds, results_dir=results_dir, "
-                      f"data_root=data_root{base_argument})\n"
+                      f"rates = {rates_call}{base_argument})\n"
                       "rates.style.format(precision=3).hide(axis='index')"),
-    ])
+    ]
+    for companion in COMPANION_BEHAVIOURS.get(name, ()):
+        cells += [new_markdown_cell(f"## In the same runs: {BEHAVIOURS[companion][0].lower()}{BEHAVIOURS[companion][1:]}"
+                                    "\n\nThe same rates; runs trained before the statistic existed show none."),
+                  new_code_cell(f"{companion} = {rates_call}{base_argument}, behaviour={companion!r})\n"
+                                f"{companion}.style.format(precision=3).hide(axis='index')")]
+    return _notebook(cells)
 
 
 def alignment_notebook(name: str = "alignment_evidence") -> nbformat.NotebookNode:
