@@ -131,8 +131,6 @@ def build(variant: str = "cpu", *, build_root: Path | None = None, cuda_arch_lis
     Raises:
         RuntimeError (or OSError, subprocess errors) when the toolkit is missing or compilation fails.
     """
-    from torch.utils import cpp_extension
-
     if variant not in ("cpu", "cuda"):
         raise ValueError(f"variant must be 'cpu' or 'cuda', got {variant!r}")
     sources = [SOURCE_DIR / name for name in (CPU_SOURCES if variant == "cpu" else CUDA_SOURCES)]
@@ -160,6 +158,9 @@ def build(variant: str = "cpu", *, build_root: Path | None = None, cuda_arch_lis
         # The directory name pins sources, flags and torch version: reuse without invoking ninja.
         torch.ops.load_library(str(library))
     except OSError:  # not built yet, or a build interrupted mid-link: (re)build under cpp_extension's lock
+        # imported here: importing it warns on every start of a machine without a CUDA runtime
+        from torch.utils import cpp_extension
+
         directory.mkdir(parents=True, exist_ok=True)
         cpp_extension.load(name=name, sources=[str(s) for s in sources], build_directory=str(directory),
                            extra_include_paths=[str(SOURCE_DIR)], verbose=verbose, is_python_module=False,
