@@ -259,10 +259,11 @@ def test_growth_study_reads_the_growth_tables_and_writes_its_files(tmp_path):
             ap = 31.0 + 2.0 * math.log2(factor) if arm == pair.arms[0] else 30.0
             _write_run(tmp_path, pair.name, run, {"metrics": {"AP": ap}})
     result = growth.growth_study("paper", seeds=[0, 1], results_dir=tmp_path)
-    assert result.summary["mean"].tolist() == pytest.approx([-1.0, 1.0, 3.0] * 3)
-    assert result.trends["slope"].tolist() == pytest.approx([2.0] * 3)
-    assert result.trends["ci95"].tolist() == pytest.approx([0.0] * 3)
-    assert list(result.trends["verdict"]) == ["growing"] * 3
+    pairs = len(GROWTH_PAIRS)
+    assert result.summary["mean"].tolist() == pytest.approx([-1.0, 1.0, 3.0] * pairs)
+    assert result.trends["slope"].tolist() == pytest.approx([2.0] * pairs)
+    assert result.trends["ci95"].tolist() == pytest.approx([0.0] * pairs)
+    assert list(result.trends["verdict"]) == ["growing"] * pairs
     assert pd.read_csv(result.files["trend_csv"])["pair"].tolist() == [p.name for p in GROWTH_PAIRS]
     assert result.figure_path.stat().st_size > 0
     result.styled_summary().to_html()
@@ -271,7 +272,7 @@ def test_growth_study_reads_the_growth_tables_and_writes_its_files(tmp_path):
 
 def test_growth_study_without_runs_says_so(tmp_path):
     result = growth.growth_study("smoke", results_dir=tmp_path)
-    assert result.summary.empty and list(result.trends["verdict"]) == ["inconclusive (no runs)"] * 3
+    assert result.summary.empty and list(result.trends["verdict"]) == ["inconclusive (no runs)"] * len(GROWTH_PAIRS)
 
 
 # ---------------------------------------------------------------------- alignment evidence

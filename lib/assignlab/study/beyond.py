@@ -113,6 +113,10 @@ GROWTH_PAIRS = (
                "IA-BCE, mixed matching", "focal, mixed matching", ("IA-BCE", "focal")),
     GrowthPair("growth_k4_vs_kinf", "DETA object balancing K=4 against K=inf", "deta_table8", "K=4", "K=inf",
                ("K=4", "K=inf")),
+    # DETA Table 7's Hungarian rows: does decoder self-attention matter more as training lengthens?
+    GrowthPair("growth_hungarian_self_attn", "Hungarian matching with decoder self-attention against without",
+               "deta_table7", "Hungarian cross=on self=on", "Hungarian cross=on self=FFN",
+               ("Hungarian, self-attention", "Hungarian, FFN instead")),
 )
 
 
