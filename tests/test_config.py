@@ -122,12 +122,15 @@ def test_a_field_added_later_leaves_the_ids_of_earlier_runs_alone():
 
     config = Config()
     assert HASH_NEUTRAL_DEFAULTS["model.enc_loss_selected_only"] is False
-    # the hash of the config as it was before the field existed: its JSON without the field
+    # the hash of the config as it was before the fields existed: its JSON without them
     before = config.to_dict()
-    del before["model"]["enc_loss_selected_only"]
+    for dotted in HASH_NEUTRAL_DEFAULTS:
+        section, key = dotted.split(".")
+        del before[section][key]
     assert config.stable_hash() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
-    # a run that sets the field gets an id of its own
-    assert config.override({"model.enc_loss_selected_only": True}).stable_hash() != config.stable_hash()
+    # a run that sets a field gets an id of its own
+    for changed in ({"model.enc_loss_selected_only": True}, {"model.transformer_activation": "prelu"}):
+        assert config.override(changed).stable_hash() != config.stable_hash()
 
 
 def test_every_committed_run_keeps_its_id():

@@ -82,28 +82,55 @@ def test_anchors_are_refined_layer_by_layer():
         assert (before - after).abs().max() > 1e-4  # each layer moves its boxes
 
 
-def test_decoder_update_uses_inverse_sigmoid_deltas_and_detaches_between_layers():
+class ConstantLayer(nn.Module):
+    """A decoder layer whose output ignores its inputs: what follows it sees the earlier layers
+    only through the reference boxes."""
+
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.value = nn.Parameter(torch.randn(d))
+
+    def forward(self, tgt, *args):
+        return self.value.expand_as(tgt)
+
+
+def run_decoder(look_forward_twice: bool, constant_from: int | None = None):
     torch.manual_seed(0)
     d = 32
-    decoder = DABDecoder(d, 64, 0.0, 4, num_layers=3)
+    decoder = DABDecoder(d, 64, 0.0, 4, num_layers=3, look_forward_twice=look_forward_twice)
+    if constant_from is not None:
+        for index in range(constant_from, 3):
+            decoder.layers[index] = ConstantLayer(d)
     box_head = nn.Linear(d, 4)
     anchors = torch.tensor([[[0.5, 0.5, 0.2, 0.2], [0.3, 0.6, 0.1, 0.4]]], requires_grad=True)
     memory, memory_pos = torch.randn(1, 6, d), torch.randn(1, 6, d)
     hidden, boxes, inputs = decoder(torch.zeros(1, 2, d), anchors, memory, memory_pos,
                                     torch.zeros(1, 6, dtype=torch.bool), box_head)
+    return decoder, anchors, hidden, boxes, inputs, box_head
+
+
+@pytest.mark.parametrize("look_forward_twice", [True, False])
+def test_decoder_update_uses_inverse_sigmoid_deltas_and_detaches_between_layers(look_forward_twice):
+    _, anchors, hidden, boxes, inputs, box_head = run_decoder(look_forward_twice)
     assert inputs[0] is anchors
     for layer in range(3):
         logit = torch.log(inputs[layer] / (1 - inputs[layer]))
         torch.testing.assert_close(boxes[layer], torch.sigmoid(box_head(hidden[layer]) + logit))
         if layer:
-            torch.testing.assert_close(inputs[layer], boxes[layer - 1].detach())
-            assert not inputs[layer].requires_grad
-    # a later box's loss reaches the previous box only through the hidden state, never through its anchor
-    grad_prev, = torch.autograd.grad(boxes[2].sum(), boxes[1], allow_unused=True)
-    assert grad_prev is None
+            assert not inputs[layer].requires_grad  # each layer reads a detached anchor
     # the learned anchors get a gradient (first layer: not detached)
     grad_anchor, = torch.autograd.grad(boxes[0].sum(), anchors)
     assert grad_anchor.abs().sum() > 0
+
+
+@pytest.mark.parametrize("look_forward_twice", [True, False])
+def test_look_forward_twice_trains_the_previous_layer_through_the_box(look_forward_twice):
+    # layer 1 ignores its input, so layer 0 can reach layer 1's box only through its reference box
+    decoder, *_, boxes, _, _ = run_decoder(look_forward_twice, constant_from=1)
+    weight = decoder.layers[0].linear2.weight
+    grad, = torch.autograd.grad(boxes[1].sum(), weight, allow_unused=True)
+    reached = grad is not None and grad.abs().sum() > 0
+    assert reached == look_forward_twice
 
 
 def test_width_height_modulated_positional_query_hand_worked():
@@ -216,3 +243,20 @@ def test_describe_prints_the_paper_preset_parameter_count():
     assert "dab_detr" in text and "300 queries" in text
     total = float(text.strip().splitlines()[-1].split("total: ")[1].split("M")[0])
     assert 43.0 < total < 45.0  # the DAB-DETR paper: 44M
+
+
+def test_released_initialisation_and_activation():
+    model = smoke_model(seed=3)  # the DAB-DETR presets: released initialisation and PReLU
+    centres = model.refpoint_embed.weight.sigmoid()[:, :2].detach()
+    assert centres.min() >= 0 and centres.max() <= 1 and centres.requires_grad is False
+    assert model.refpoint_embed.weight.requires_grad  # learned, centres included
+    # uniform over the image: about a tenth of the centres in each tenth of [0, 1] (N(0, 1) logits
+    # would crowd the middle); with 2 x queries values a loose bound suffices
+    plain = smoke_model(seed=3, dab_random_refpoints_xy=False, transformer_activation="relu")
+    default = plain.refpoint_embed.weight.sigmoid()[:, :2].detach()
+    assert ((centres - 0.5).abs() > 0.3).float().mean() > ((default - 0.5).abs() > 0.3).float().mean()
+    prelus = [m for m in model.modules() if isinstance(m, nn.PReLU)]
+    assert len(prelus) == SMOKE.model.enc_layers + SMOKE.model.dec_layers
+    assert not any(isinstance(m, nn.PReLU) for m in plain.modules())
+    with pytest.raises(ValueError, match="transformer_activation"):
+        smoke_model(transformer_activation="gelu")

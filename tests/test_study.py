@@ -163,13 +163,30 @@ def test_rows_run_on_their_tables_base_or_their_own():
     detr = [c for _, c in TABLES["deta_table1_detr"].row_configs("cpu")]
     assert {c.assign.method for c in detr} == {"hungarian", "deta_decoder_only"}
     assert [c.assign.object_balance_k for c in detr if c.assign.method != "hungarian"] == [None, 4]
-    # hybrid matching: 5 one-to-many queries per one-to-one query at every profile (1500 / 300 in the paper)
-    # (at the paper profile 300 one-to-one queries, set before the ratio is resolved, not the preset's 900)
-    for profile, queries in (("smoke", 20), ("cpu", 100), ("paper", 300)):
+    # the released code selects queries by NMS only after an IoU-assigned first stage
+    assert [(c.model.query_selection, c.model.postprocess) for c in detr] == \
+        [("topk", "topk"), ("topk", "nms"), ("topk", "nms")]
+    # hybrid matching: 5 one-to-many queries per one-to-one query (1500 / 300 in the paper), 4 at the
+    # cpu profile, whose 525 tokens do not hold 100 + 500 queries (at the paper profile 300
+    # one-to-one queries, set before the ratio is resolved, not the preset's 900)
+    for profile, queries, ratio in (("smoke", 20, 5), ("cpu", 100, 4), ("paper", 300, 5)):
         hybrid = [c for _, c in TABLES["align_table7"].row_configs(profile)]
         assert [(c.model.num_queries, c.model.num_queries_one2many, c.assign.hybrid_k) for c in hybrid] == \
-            [(queries, 5 * queries, 6)] * 2
+            [(queries, ratio * queries, 6)] * 2
         assert [c.loss.cls_loss for c in hybrid] == ["focal", "ia_bce"]
+
+
+def test_every_hybrid_row_trains_at_the_cpu_profile():
+    # one training forward per distinct hybrid configuration: its images must hold both query groups
+    configs = {c.stable_hash(): c for spec in TABLES.values() for _, c in spec.row_configs("cpu")
+               if c.model.num_queries_one2many > 0}
+    assert configs
+    for config in configs.values():
+        torch.manual_seed(0)
+        model = build_model(config.override({"model.num_classes": 10}).model).train()
+        size = config.data.image_size
+        out = model(torch.randn(1, 3, size, size))
+        assert out["one2many_outputs"]["pred_boxes"].shape[1] == config.model.num_queries_one2many
 
 
 def test_deta_ablation_tables_use_the_default_setting_only_at_the_paper_profile():

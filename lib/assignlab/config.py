@@ -27,6 +27,8 @@ class ModelConfig:
     backbone_width: int = 32              # stem width of "small_resnet"
     dilated_c5: bool = False              # DC5: last backbone stage dilated, C5 at stride 16 (detr_dc5)
     dab_modulate_hw_attn: bool = True     # dab_detr: width/height-modulated positional cross-attention
+    dab_random_refpoints_xy: bool = False # dab_detr: anchor centres start uniform over the image (released)
+    transformer_activation: str = "relu"  # FFN activation of the single-scale bases: "relu" or "prelu" (DAB-DETR)
     num_classes: int = 91                 # set from the dataset's categories by the engine
     num_feature_levels: int = 4
     hidden_dim: int = 256
@@ -190,6 +192,8 @@ class Config:
 # before they existed (every new field must be listed here with that value).
 HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "model.enc_loss_selected_only": False,
+    "model.dab_random_refpoints_xy": False,
+    "model.transformer_activation": "relu",
 }
 
 

@@ -105,7 +105,7 @@ DETR_DC5_OVERRIDES = {  # DETA Section 5.1: dilated C5 (stride 16), 300 queries,
     "model.num_feature_levels": 1,
     "model.dilated_c5": True,
     "model.anchor_scale": 0.1,     # the stride-16 level's anchor side in the multi-scale base
-    "model.query_selection": "nms",
+    "model.query_selection": "topk",  # the released code selects by NMS only after an IoU-assigned first stage
     "model.postprocess": "nms",
     "assign.method": "deta_decoder_only",
 }
@@ -114,6 +114,8 @@ DAB_DETR_OVERRIDES = {  # Align-DETR Table 2's base: learned 4-D anchors, 300 qu
     "model.base": "dab_detr",
     "model.num_feature_levels": 1,
     "model.postprocess": "topk",
+    "model.dab_random_refpoints_xy": True,  # as released (DAB-DETR --random_refpoints_xy, detrex, Align-DETR)
+    "model.transformer_activation": "prelu",
 }
 
 
@@ -135,7 +137,7 @@ def _dab_detr_r50() -> Config:
     # DAB-DETR R50 as in Align-DETR Table 2: C5 (stride 32), 6 + 6 layers, FFN 2048, dropout 0,
     # 300 queries, Hungarian matching, lr 1e-4 (backbone 1e-5), 50 epochs with the drop at 40.
     return _paper_r50_1x().override({
-        **DAB_DETR_OVERRIDES, "model.num_queries": 300, "assign.method": "hungarian",
+        **DAB_DETR_OVERRIDES, "model.num_queries": 300, "model.max_detections": 300, "assign.method": "hungarian",
         "train.lr": 1e-4, "train.lr_backbone": 1e-5, "train.epochs": 50, "train.lr_drop_epochs": [40],
     }).override({"name": "dab-detr-r50"})
 
@@ -166,7 +168,8 @@ def _dino_r50_1x() -> Config:
     # queries, dn_number 100, label noise 0.5, box noise 1.0; lr 1e-4 (backbone 1e-5), 12 epochs,
     # drop at 11, batch 16.
     return _paper_r50_1x().override({
-        **_DINO, "model.num_feature_levels": 4, "model.num_queries": 900, "train.lr": 1e-4,
+        **_DINO, "model.num_feature_levels": 4, "model.num_queries": 900, "model.max_detections": 300,
+        "train.lr": 1e-4,
         "train.lr_backbone": 1e-5, "train.lr_drop_epochs": [11],
     }).override({"name": "dino-r50-1x"})
 

@@ -11,16 +11,20 @@ anchor boxes A = (x, y, w, h):
   modulated: the x features times w_ref / w, the y features times h_ref / h, with
   (w_ref, h_ref) = sigmoid(MLP(content)), so an anchor's attention spreads with its box size;
   the key position part is the projected sine embedding of the feature map;
-- each layer predicts deltas in inverse-sigmoid space:
-  A_{l+1} = sigmoid(bbox_embed(h_l) + inverse_sigmoid(A_l)), detached before the next layer.
+- each layer predicts deltas in inverse-sigmoid space, as released: the next layer's anchor is
+  A_{l+1} = sigmoid(bbox_embed(h_l) + inverse_sigmoid(A_l)) from the layer's output h_l, detached
+  before the next layer; the supervised box is sigmoid(bbox_embed(norm(h_l)) + inverse_sigmoid(R_l))
+  with R_l = A_l undetached (look-forward-twice, ``model.look_forward_twice``: layer l's box loss
+  also trains layer l-1) or the detached A_l (plain refinement).
 
 There is no encoder proposal, so the output has no ``enc_outputs``; ``proposal_boxes`` holds the
 (detached) anchors fed to the first layer, the reference boxes IoU assignment measures against.
-Content queries start at zero; class and box heads are shared by all layers, as released.
+Content queries start at zero; class and box heads are shared by all layers, as released; with
+``model.dab_random_refpoints_xy`` the anchor centres start uniform over the image (released),
+otherwise the logits are N(0, 1); ``model.transformer_activation`` "prelu" is the released FFN
+activation.
 
-Deviations: each layer's box (supervised and passed on) is predicted from the layer-normalised
-hidden state (the release passes on a box from the un-normalised one and supervises the
-normalised one); the feature-map sine embedding keeps this package's half-pixel offset.
+Deviation: the feature-map sine embedding keeps this package's half-pixel offset.
 """
 from __future__ import annotations
 
@@ -35,7 +39,8 @@ from assignlab.config import ModelConfig
 from assignlab.models.decoder import inverse_sigmoid
 from assignlab.models.detector import MLP, check_images, xavier_init_matrices
 from assignlab.models.position_encoding import SinePositionEncoding, _frequencies, _interleave_sin_cos
-from assignlab.models.transformer import VanillaEncoder, VanillaEncoderLayer, flatten_map, single_scale_features
+from assignlab.models.transformer import (VanillaEncoder, VanillaEncoderLayer, activation_layer, flatten_map,
+                                          single_scale_features)
 
 FEATURE_TEMPERATURE = 20.0  # DAB-DETR's temperature of the feature-map sine embedding
 BOX_TEMPERATURE = 10000.0   # ... and of the anchor-box embedding
@@ -90,7 +95,8 @@ class DABDecoderLayer(nn.Module):
     the key position to the key content (``ca_qpos_proj``), as released.
     """
 
-    def __init__(self, d_model: int, d_ffn: int, dropout: float, n_heads: int, first: bool) -> None:
+    def __init__(self, d_model: int, d_ffn: int, dropout: float, n_heads: int, first: bool,
+                 activation: str = "relu") -> None:
         super().__init__()
         linear = lambda: nn.Linear(d_model, d_model)  # noqa: E731
         self.sa_qcontent_proj, self.sa_qpos_proj = linear(), linear()
@@ -110,6 +116,7 @@ class DABDecoderLayer(nn.Module):
         self.linear2 = nn.Linear(d_ffn, d_model)
         self.dropout4 = nn.Dropout(dropout)
         self.norm3 = nn.LayerNorm(d_model)
+        self.activation = activation_layer(activation)
 
     def forward(self, tgt: torch.Tensor, query_pos: torch.Tensor, query_sine: torch.Tensor, memory: torch.Tensor,
                 memory_pos: torch.Tensor, memory_padding_mask: torch.Tensor) -> torch.Tensor:
@@ -127,7 +134,7 @@ class DABDecoderLayer(nn.Module):
         attended = self.cross_attn([q_content, self.ca_qpos_sine_proj(query_sine)], [k_content, k_pos],
                                    self.ca_v_proj(memory), memory_padding_mask)
         tgt = self.norm2(tgt + self.dropout2(attended))
-        hidden = self.linear2(self.dropout3(torch.relu(self.linear1(tgt))))
+        hidden = self.linear2(self.dropout3(self.activation(self.linear1(tgt))))
         return self.norm3(tgt + self.dropout4(hidden))
 
 
@@ -140,11 +147,12 @@ class DABDecoder(nn.Module):
     """
 
     def __init__(self, d_model: int, d_ffn: int, dropout: float, n_heads: int, num_layers: int,
-                 modulate_hw_attn: bool = True) -> None:
+                 modulate_hw_attn: bool = True, look_forward_twice: bool = True, activation: str = "relu") -> None:
         super().__init__()
         self.d_model = d_model
-        self.layers = nn.ModuleList(DABDecoderLayer(d_model, d_ffn, dropout, n_heads, first=(i == 0))
-                                    for i in range(num_layers))
+        self.look_forward_twice = look_forward_twice
+        self.layers = nn.ModuleList(DABDecoderLayer(d_model, d_ffn, dropout, n_heads, first=(i == 0),
+                                                    activation=activation) for i in range(num_layers))
         self.query_scale = MLP(d_model, d_model, d_model, 2)
         self.ref_point_head = MLP(2 * d_model, d_model, d_model, 2)
         self.ref_anchor_head = MLP(d_model, d_model, 2, 2) if modulate_hw_attn else None
@@ -177,16 +185,17 @@ class DABDecoder(nn.Module):
             normalised hidden states, boxes and input anchors per layer (each [B, Q, d] / [B, Q, 4] / [B, Q, 4]).
         """
         hidden_states, boxes, layer_anchors = [], [], []
-        output = tgt
+        output, undetached = tgt, anchors  # the first layer's anchors are the learned ones themselves
         for index, layer in enumerate(self.layers):
             query_pos, query_sine = self.positional_queries(anchors, output, first=(index == 0))
             output = layer(output, query_pos, query_sine, memory, memory_pos, memory_padding_mask)
             hidden = self.norm(output)
-            box = refine_anchors(anchors, bbox_embed(hidden))
+            reference = undetached if self.look_forward_twice else anchors
             hidden_states.append(hidden)
-            boxes.append(box)
+            boxes.append(refine_anchors(reference, bbox_embed(hidden)))
             layer_anchors.append(anchors)
-            anchors = box.detach()
+            undetached = refine_anchors(anchors, bbox_embed(output))  # the next anchor, from the un-normalised output
+            anchors = undetached.detach()
         return hidden_states, boxes, layer_anchors
 
 
@@ -208,10 +217,12 @@ class DABDETR(nn.Module):
         self.position_encoding = SinePositionEncoding(d // 2, temperature=FEATURE_TEMPERATURE)
         self.input_proj = nn.Conv2d(backbone.num_channels[-1], d, kernel_size=1)
         self.refpoint_embed = nn.Embedding(config.num_queries, 4)  # anchors as logits (inverse sigmoid)
-        self.encoder = VanillaEncoder(VanillaEncoderLayer(d, config.dim_feedforward, config.dropout, config.nheads),
-                                      config.enc_layers, pos_scale=MLP(d, d, d, 2))
+        activation = config.transformer_activation
+        self.encoder = VanillaEncoder(VanillaEncoderLayer(d, config.dim_feedforward, config.dropout, config.nheads,
+                                                          activation), config.enc_layers, pos_scale=MLP(d, d, d, 2))
         self.decoder = DABDecoder(d, config.dim_feedforward, config.dropout, config.nheads, config.dec_layers,
-                                  modulate_hw_attn=config.dab_modulate_hw_attn)
+                                  modulate_hw_attn=config.dab_modulate_hw_attn,
+                                  look_forward_twice=config.look_forward_twice, activation=activation)
         self.class_embed = nn.Linear(d, config.num_classes)
         self.bbox_embed = MLP(d, d, 4, 3)
         self.iou_embed = (nn.ModuleList(nn.Linear(d, 1) for _ in range(config.dec_layers))
@@ -223,6 +234,10 @@ class DABDETR(nn.Module):
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
         nn.init.constant_(self.bbox_embed.layers[-1].weight, 0)
         nn.init.constant_(self.bbox_embed.layers[-1].bias, 0)
+        if self.config.dab_random_refpoints_xy:
+            with torch.no_grad():  # centres uniform over the image, learned like the sizes
+                centres = self.refpoint_embed.weight[:, :2]
+                centres.copy_(inverse_sigmoid(torch.rand_like(centres)))
 
     def anchors(self, batch: int) -> torch.Tensor:
         """[batch, Q, 4] the learned anchor boxes, normalised cxcywh."""

@@ -45,10 +45,20 @@ def flatten_map(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)
 
 
+ACTIVATIONS = {"relu": nn.ReLU, "prelu": nn.PReLU}  # PReLU: one learned slope per layer, DAB-DETR's choice
+
+
+def activation_layer(name: str) -> nn.Module:
+    """The FFN activation ``model.transformer_activation`` names (a new module each call)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"model.transformer_activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
 class VanillaEncoderLayer(nn.Module):
     """Post-norm encoder layer: src = norm1(src + SelfAttn(src + pos, src + pos, src)); src = norm2(src + FFN(src))."""
 
-    def __init__(self, d_model: int, d_ffn: int, dropout: float, n_heads: int) -> None:
+    def __init__(self, d_model: int, d_ffn: int, dropout: float, n_heads: int, activation: str = "relu") -> None:
         super().__init__()
         self.self_attn = nn.MultiheadAttention(d_model, n_heads, dropout=dropout, batch_first=True)
         self.dropout1 = nn.Dropout(dropout)
@@ -58,13 +68,14 @@ class VanillaEncoderLayer(nn.Module):
         self.linear2 = nn.Linear(d_ffn, d_model)
         self.dropout3 = nn.Dropout(dropout)
         self.norm2 = nn.LayerNorm(d_model)
+        self.activation = activation_layer(activation)
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
         """src, pos [B, S, d]; padding_mask [B, S] bool (True = padding, never attended) -> [B, S, d]."""
         q = k = src + pos
         attended = self.self_attn(q, k, src, key_padding_mask=padding_mask, need_weights=False)[0]
         src = self.norm1(src + self.dropout1(attended))
-        hidden = self.linear2(self.dropout2(torch.relu(self.linear1(src))))
+        hidden = self.linear2(self.dropout2(self.activation(self.linear1(src))))
         return self.norm2(src + self.dropout3(hidden))
 
 
