@@ -315,3 +315,18 @@ def test_describe_prints_the_summary_and_parameter_count(capsys):
     assert "dino" in text and "900 queries" in text
     total = float(text.split("total: ")[1].split("M")[0])
     assert 45 < total < 50  # DINO-4scale R50: 47M in the paper
+
+
+def test_content_queries_start_xavier_uniform_as_released():
+    torch.manual_seed(0)
+    config = preset("cpu-dino").model
+    queries, d = config.num_queries, config.hidden_dim
+    model = build_model(dataclasses.replace(config, num_classes=10))
+    weight = model.tgt_embed.weight.detach()
+    bound = (6 / (queries + d)) ** 0.5  # xavier-uniform of a [Q, d] matrix
+    assert weight.abs().max() <= bound and float(weight.std()) == pytest.approx(bound / 3 ** 0.5, rel=0.05)
+    assert model.label_enc.weight.detach().std() == pytest.approx(1.0, rel=0.1)  # outside the transformer: N(0, 1)
+    normal = build_model(dataclasses.replace(config, num_classes=10, content_query_init="normal"))
+    assert normal.tgt_embed.weight.detach().std() == pytest.approx(1.0, rel=0.05)
+    with pytest.raises(ValueError, match="content_query_init"):
+        build_model(dataclasses.replace(config, num_classes=10, content_query_init="zeros"))

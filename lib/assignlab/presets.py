@@ -160,6 +160,7 @@ _DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; e
     "loss.cls_loss": "focal",
     "model.enc_class_agnostic": False,  # DINO's encoder proposals learn the classes
     "model.enc_loss_selected_only": True,  # and only the selected ones are supervised
+    "model.content_query_init": "xavier",  # the released initialisation of the learned content queries
 }
 
 

@@ -8,7 +8,8 @@ layer plus one for the encoder proposals, as in the Align-DETR code).
 DINO's own parts:
 
 - mixed query selection: the decoder's reference boxes are the selected encoder proposals
-  (detached), its content queries are learned (``tgt_embed``, one per query);
+  (detached), its content queries are learned (``tgt_embed``, one per query, xavier-initialised
+  as released; ``model.content_query_init``);
 - the decoder computes each layer's positional query from its current reference box
   (``ref_point_head`` on the box's sine embedding);
 - look-forward-twice: layer l's box is refined from layer l-1's box *before* the detach, so the
@@ -36,6 +37,12 @@ from assignlab.models.decoder import inverse_sigmoid
 from assignlab.models.denoising import build_denoising_queries
 from assignlab.models.detector import MLP, TwoStageDeformableDETR, check_images, xavier_init_matrices
 from assignlab.models.position_encoding import _frequencies, _interleave_sin_cos
+
+
+# The released code draws the content queries N(0, 1) and then re-initialises every matrix of the
+# transformer with xavier, so they start xavier-uniform (about a tenth of N(0, 1)'s scale at d = 256);
+# the denoising label embedding lives outside the transformer and stays N(0, 1).
+CONTENT_QUERY_INITS = {"xavier": nn.init.xavier_uniform_, "normal": nn.init.normal_}
 
 
 def box_sine_embedding(boxes: torch.Tensor, num_pos_feats: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -111,7 +118,11 @@ class DINO(TwoStageDeformableDETR):
         self.decoder = DINODecoder(self.decoder.layers, d, config.look_forward_twice)
         self.tgt_embed = nn.Embedding(config.num_queries, d)
         self.label_enc = nn.Embedding(config.num_classes, d)
-        nn.init.normal_(self.tgt_embed.weight)
+        content_init = CONTENT_QUERY_INITS.get(config.content_query_init)
+        if content_init is None:
+            raise ValueError(f"model.content_query_init must be one of {sorted(CONTENT_QUERY_INITS)}, "
+                             f"got {config.content_query_init!r}")
+        content_init(self.tgt_embed.weight)
         nn.init.normal_(self.label_enc.weight)
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None,

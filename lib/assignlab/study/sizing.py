@@ -20,17 +20,24 @@ from assignlab.study.aggregate import save_figure
 
 def describe_candidate(config: dict[str, Any]) -> str:
     """A short label of what sizing varies: base detector (unless the two-stage one; DINO with its
-    denoising number), image side, width, levels, schedule, learning rates, method."""
+    denoising number, encoder loss and content-query initialisation), image side, width, levels,
+    schedule, learning rates, method (with its loss unless focal, and the IoU branch)."""
     model, train, data = config["model"], config["train"], config["data"]
     drops = ",".join(str(e) for e in train["lr_drop_epochs"]) or "none"
     method = config["assign"]["method"]
     if method.startswith("deta"):
         k = config["assign"]["object_balance_k"]
         method += f" K={'inf' if k is None else k}"
+    if config.get("loss", {}).get("cls_loss", "focal") != "focal":
+        method += f" {config['loss']['cls_loss']}"
+    if model.get("iou_branch"):
+        method += f", IoU branch (fusion {model.get('iou_branch_fusion', 0.0):g})"
     base = model.get("base", "two_stage_deformable")
     encoder = "selected proposals" if model.get("enc_loss_selected_only") else "every token"
+    content = {"xavier": "xavier", "normal": "N(0, 1)"}[model.get("content_query_init", "normal")]
     base = {"two_stage_deformable": "",
-            "dino": f"DINO dn {model.get('dn_number')}, encoder loss on {encoder}, "}.get(base, f"{base}, ")
+            "dino": f"DINO dn {model.get('dn_number')}, encoder loss on {encoder}, content queries {content}, "
+            }.get(base, f"{base}, ")
     return (f"{base}{data['image_size']} px, d {model['hidden_dim']}, FFN {model['dim_feedforward']}, "
             f"{model['num_feature_levels']} levels, {train['epochs']} ep (drop {drops}), "
             f"lr {train['lr']:g}, backbone lr {train['lr_backbone']:g}, {method}")
@@ -76,14 +83,16 @@ def plot_sizing(frame: pd.DataFrame, path: str | Path) -> Path:
     import seaborn as sns
 
     evaluated = frame.dropna(subset=["AP"])
-    fig, axes = plt.subplots(2, 1, figsize=(11, 9), sharex=True)
+    candidates = evaluated["candidate"].nunique()
+    fig, axes = plt.subplots(2, 1, figsize=(11, 9 + 0.25 * candidates), sharex=True)
     for ax, metric, target in zip(axes, ("AP", "AP50"), (30, 55)):
         sns.lineplot(data=evaluated, x="train_minutes", y=metric, hue="candidate", units="run", estimator=None,
                      marker="o", ax=ax)
         ax.axhline(target, color="grey", linestyle="--", linewidth=1)
         ax.set(xlabel="training time, minutes on one core", ylabel=f"validation {metric} (%)")
-    axes[0].legend(fontsize=7, loc="lower right")
-    axes[1].get_legend().remove()
+    axes[0].get_legend().remove()
+    # below the plots, where the long candidate labels hide no line
+    sns.move_legend(axes[1], "upper center", bbox_to_anchor=(0.5, -0.15), fontsize=7, title=None, frameon=False)
     return save_figure(fig, path, dpi=120)
 
 
