@@ -330,3 +330,15 @@ def test_content_queries_start_xavier_uniform_as_released():
     assert normal.tgt_embed.weight.detach().std() == pytest.approx(1.0, rel=0.05)
     with pytest.raises(ValueError, match="content_query_init"):
         build_model(dataclasses.replace(config, num_classes=10, content_query_init="zeros"))
+
+
+def test_heads_read_the_layer_output_through_one_more_layernorm_as_released():
+    model = dino_model()
+    assert isinstance(model.decoder.norm, torch.nn.LayerNorm)
+    captured = []
+    model.decoder.layers[-1].register_forward_hook(lambda module, args, output: captured.append(output))
+    out = model(torch.randn(1, 3, 64, 64))
+    normalised = model.decoder.norm(captured[0])
+    torch.testing.assert_close(out["pred_logits"], model.class_embed[len(model.decoder.layers) - 1](normalised))
+    without = dino_model(dino_decoder_norm=False)
+    assert without.decoder.norm is None

@@ -62,6 +62,7 @@ class ModelConfig:
     box_noise_scale: float = 1.0          # lambda: positives move corners < lambda * half-size, negatives [lambda, 2 lambda)
     look_forward_twice: bool = True       # DINO's box refinement; False = plain refinement (detached)
     content_query_init: str = "normal"    # DINO's learned content queries: "xavier" (released) or "normal" N(0, 1)
+    dino_decoder_norm: bool = False       # DINO: one more LayerNorm before the heads (released)
     # hybrid matching (H-Deformable-DETR), base="two_stage_deformable"; dropped at inference
     num_queries_one2many: int = 0         # extra one-to-many queries in training (1500 in the paper); 0 = off
 
@@ -196,6 +197,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "model.dab_random_refpoints_xy": False,
     "model.transformer_activation": "relu",
     "model.content_query_init": "normal",
+    "model.dino_decoder_norm": False,
 }
 
 

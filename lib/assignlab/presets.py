@@ -161,6 +161,7 @@ _DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; e
     "model.enc_class_agnostic": False,  # DINO's encoder proposals learn the classes
     "model.enc_loss_selected_only": True,  # and only the selected ones are supervised
     "model.content_query_init": "xavier",  # the released initialisation of the learned content queries
+    "model.dino_decoder_norm": True,       # and the LayerNorm before the heads
 }
 
 

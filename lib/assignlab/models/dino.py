@@ -20,9 +20,8 @@ The encoder loss covers the ``num_queries`` selected proposals only (``model.enc
 set by the DINO presets; ``enc_outputs`` is then [B, Q, ...] in the order of ``proposal_indices``),
 as in the released DINO and Align-DETR code; the two-stage base supervises every token.
 
-Deviation from the released DINO: the heads read each layer's output directly (DINO adds one more
-LayerNorm before the heads, and its reference for the next layer is computed before that norm, so
-its boxes and references differ slightly; here they are the same box).
+With ``model.dino_decoder_norm`` (the DINO presets), the heads read each layer's output through one
+more LayerNorm and the next layer's reference comes from the output before it, as released.
 """
 from __future__ import annotations
 
@@ -55,15 +54,19 @@ class DINODecoder(nn.Module):
     """Deformable decoder layers whose positional queries follow the reference boxes.
 
     Layer l: query_pos = ref_point_head(sine(ref_l)); h_l = layer(h_{l-1}, query_pos, ref_l);
-    box_l = sigmoid(bbox_embed[l](h_l) + inverse_sigmoid(base_l)) with base_l = ref_l (plain) or
-    the undetached box of layer l-1 (look-forward-twice); ref_{l+1} = box_l detached.
+    r_l = sigmoid(bbox_embed[l](h_l) + inverse_sigmoid(ref_l)) and ref_{l+1} = r_l detached. The
+    heads read n_l = norm(h_l) (``final_norm``, as released; else n_l = h_l), and the supervised box
+    is box_l = sigmoid(bbox_embed[l](n_l) + inverse_sigmoid(base_l)) with base_l = ref_l (plain)
+    or r_{l-1} undetached (look-forward-twice: the box loss of layer l also trains layer l-1).
     """
 
-    def __init__(self, layers: nn.ModuleList, d_model: int, look_forward_twice: bool = True) -> None:
+    def __init__(self, layers: nn.ModuleList, d_model: int, look_forward_twice: bool = True,
+                 final_norm: bool = False) -> None:
         super().__init__()
         self.layers = layers
         self.ref_point_head = MLP(2 * d_model, d_model, d_model, 2)
         self.look_forward_twice = look_forward_twice
+        self.norm = nn.LayerNorm(d_model) if final_norm else None
         xavier_init_matrices(self.ref_point_head)
 
     def forward(self, tgt: torch.Tensor, reference_points: torch.Tensor, memory: torch.Tensor,
@@ -77,7 +80,7 @@ class DINODecoder(nn.Module):
             bbox_embed: one box head per decoder layer (extra heads are ignored).
             self_attn_mask: optional [Q, Q] bool, True where query i may not attend to query j.
         Returns:
-            hidden states per layer ([B, Q, d] each) and boxes per layer ([B, Q, 4] cxcywh each).
+            the heads' inputs per layer ([B, Q, d] each) and boxes per layer ([B, Q, 4] cxcywh each).
         """
         d = tgt.shape[-1]
         scale = torch.cat([valid_ratios, valid_ratios], -1)[:, None]  # (B, 1, L, 4)
@@ -90,8 +93,13 @@ class DINODecoder(nn.Module):
                            memory_padding_mask, self_attn_mask)
             delta = bbox_embed[index](output)
             refined = (delta + inverse_sigmoid(reference_points)).sigmoid()
-            box = (delta + inverse_sigmoid(previous)).sigmoid() if self.look_forward_twice else refined
-            hidden_states.append(output)
+            hidden = output if self.norm is None else self.norm(output)
+            head_delta = delta if self.norm is None else bbox_embed[index](hidden)
+            if self.look_forward_twice:
+                box = (head_delta + inverse_sigmoid(previous)).sigmoid()
+            else:
+                box = refined if self.norm is None else (head_delta + inverse_sigmoid(reference_points)).sigmoid()
+            hidden_states.append(hidden)
             boxes.append(box)
             previous, reference_points = refined, refined.detach()
         return hidden_states, boxes
@@ -115,7 +123,7 @@ class DINO(TwoStageDeformableDETR):
         # DINO makes its queries without the two-stage detector's pos/pix projections
         del self.pos_trans, self.pos_trans_norm, self.pix_trans, self.pix_trans_norm
         # the decoder layers keep the initialisation the two-stage detector gave them
-        self.decoder = DINODecoder(self.decoder.layers, d, config.look_forward_twice)
+        self.decoder = DINODecoder(self.decoder.layers, d, config.look_forward_twice, config.dino_decoder_norm)
         self.tgt_embed = nn.Embedding(config.num_queries, d)
         self.label_enc = nn.Embedding(config.num_classes, d)
         content_init = CONTENT_QUERY_INITS.get(config.content_query_init)
