@@ -270,6 +270,21 @@ def test_growth_study_reads_the_growth_tables_and_writes_its_files(tmp_path):
     result.styled_trends().to_html()
 
 
+def test_slopes_use_the_length_actually_trained():
+    # epochs are whole: at the cpu profile 0.5x of 5 epochs is 2 epochs, a length of 0.4
+    assert growth.schedule_lengths(GROWTH_PAIRS[0], "cpu") == {0.5: 0.4, 1.0: 1.0, 2.0: 2.0}
+    assert growth.schedule_lengths(GROWTH_PAIRS[0], "paper") == {0.5: 0.5, 1.0: 1.0, 2.0: 2.0}
+    lengths = {0.5: 0.4, 1.0: 1.0, 2.0: 2.0}
+    lines = []
+    for factor, length in lengths.items():  # difference = 3 * log2(length) for both seeds
+        for seed in (0, 1):
+            lines += [{"row": PAIR.better_label(factor), "seed": seed, "AP": 40.0 + 3.0 * math.log2(length)},
+                      {"row": PAIR.worse_label(factor), "seed": seed, "AP": 40.0}]
+    differences = growth.growth_differences(PAIR, pd.DataFrame(lines), lengths=lengths)
+    assert differences["length"].tolist() == [0.4, 0.4, 1.0, 1.0, 2.0, 2.0]
+    assert growth.growth_trends(differences)["slope"].item() == pytest.approx(3.0)
+
+
 def test_growth_study_without_runs_says_so(tmp_path):
     result = growth.growth_study("smoke", results_dir=tmp_path)
     assert result.summary.empty and list(result.trends["verdict"]) == ["inconclusive (no runs)"] * len(GROWTH_PAIRS)

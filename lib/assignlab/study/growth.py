@@ -1,10 +1,12 @@
 """Do the papers' differences grow or shrink with the schedule? (the ``growth_*`` tables)
 
 For a growth pair (:class:`~assignlab.study.beyond.GrowthPair`) and seed s, the difference at
-schedule length f (times the profile's schedule) is d_s(f) = AP(better arm, f) - AP(worse arm, f),
-paired by seed; per length, its mean and 95% t-interval over seeds.
+schedule factor f (nominally f times the profile's schedule) is d_s(f) = AP(better arm, f) -
+AP(worse arm, f), paired by seed; per factor, its mean and 95% t-interval over seeds. Epochs are
+whole, so the length actually trained, ``length`` = epochs(f) / epochs(1), can differ from f
+(0.5x of the cpu profile's 5 epochs is 2 epochs, a length of 0.4).
 
-The trend is the slope of d against log2(f), in AP per doubling of the schedule: per seed, the
+The trend is the slope of d against log2(length), in AP per doubling of the schedule: per seed, the
 least-squares slope of d_s over the lengths (seeds that lack a length are left out); then the
 mean and 95% t-interval of the per-seed slopes (a slope is a linear contrast of the rows, so this
 is the same paired test as a claim's). Verdict, in this order:
@@ -30,17 +32,26 @@ import pandas as pd
 
 from assignlab.study.aggregate import collect_results, save_figure
 from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_PAIRS, GrowthPair
+from assignlab.study.specs import get_table
 from assignlab.study.stats import INCONCLUSIVE, Interval, t_interval
 
 STABLE_BAND = 0.5  # AP per doubling of the schedule
 GROWING, SHRINKING, STABLE = "growing", "shrinking", "stable"
 
 
+def schedule_lengths(pair: GrowthPair, profile: str, factors: Sequence[float] = GROWTH_FACTORS) -> dict[float, float]:
+    """factor -> the length ``pair`` trains at ``profile``: its epochs over those of factor 1."""
+    epochs = {row.label: config.train.epochs for row, config in get_table(pair.name).row_configs(profile)}
+    base = epochs[pair.better_label(1)]
+    return {float(f): epochs[pair.better_label(f)] / base for f in factors}
+
+
 def growth_differences(pair: GrowthPair, results: pd.DataFrame, factors: Sequence[float] = GROWTH_FACTORS,
-                       metric: str = "AP") -> pd.DataFrame:
-    """One line per (length, seed) where both arms have a result: pair, factor, seed, difference
-    (better - worse). ``results``: one line per (row, seed) with ``metric`` (``collect_results``)."""
-    columns = ["pair", "factor", "seed", "difference"]
+                       metric: str = "AP", lengths: dict[float, float] | None = None) -> pd.DataFrame:
+    """One line per (factor, seed) where both arms have a result: pair, factor, length (from
+    ``lengths``, :func:`schedule_lengths`; None: the factor itself), seed, difference (better -
+    worse). ``results``: one line per (row, seed) with ``metric`` (``collect_results``)."""
+    columns = ["pair", "factor", "length", "seed", "difference"]
     if results.empty:
         return pd.DataFrame(columns=columns)
     wide = results.pivot_table(index="seed", columns="row", values=metric, aggfunc="first")
@@ -49,19 +60,21 @@ def growth_differences(pair: GrowthPair, results: pd.DataFrame, factors: Sequenc
         better, worse = pair.better_label(factor), pair.worse_label(factor)
         if better not in wide.columns or worse not in wide.columns:
             continue
+        length = float(factor) if lengths is None else lengths[float(factor)]
         for seed, value in (wide[better] - wide[worse]).dropna().items():
-            lines.append({"pair": pair.name, "factor": float(factor), "seed": int(seed), "difference": float(value)})
+            lines.append({"pair": pair.name, "factor": float(factor), "length": length, "seed": int(seed),
+                          "difference": float(value)})
     return pd.DataFrame(lines, columns=columns)
 
 
 def summarize_growth(differences: pd.DataFrame) -> pd.DataFrame:
-    """Per (pair, factor): mean, ci95 (half-width of the 95% t-interval), low, high, n_seeds."""
+    """Per (pair, factor): length, mean, ci95 (half-width of the 95% t-interval), low, high, n_seeds."""
     lines = []
-    for (pair, factor), group in differences.groupby(["pair", "factor"], sort=False):
+    for (pair, factor, length), group in differences.groupby(["pair", "factor", "length"], sort=False):
         interval = t_interval(group["difference"])
-        lines.append({"pair": pair, "factor": factor, "mean": interval.mean, "ci95": interval.half_width,
-                      "low": interval.low, "high": interval.high, "n_seeds": interval.n})
-    return pd.DataFrame(lines, columns=["pair", "factor", "mean", "ci95", "low", "high", "n_seeds"])
+        lines.append({"pair": pair, "factor": factor, "length": length, "mean": interval.mean,
+                      "ci95": interval.half_width, "low": interval.low, "high": interval.high, "n_seeds": interval.n})
+    return pd.DataFrame(lines, columns=["pair", "factor", "length", "mean", "ci95", "low", "high", "n_seeds"])
 
 
 def least_squares_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -72,15 +85,15 @@ def least_squares_slope(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def seed_slopes(differences: pd.DataFrame) -> pd.DataFrame:
-    """Per (pair, seed) that has every length of its pair: the slope of the difference against
-    log2(factor) (AP per doubling)."""
+    """Per (pair, seed) that has every factor of its pair: the slope of the difference against
+    log2(length) (AP per doubling)."""
     lines = []
     for pair, group in differences.groupby("pair", sort=False):
         factors = set(group["factor"])
         for seed, by_seed in group.groupby("seed"):
             if set(by_seed["factor"]) != factors:
                 continue
-            slope = least_squares_slope(np.log2(by_seed["factor"].to_numpy()), by_seed["difference"].to_numpy())
+            slope = least_squares_slope(np.log2(by_seed["length"].to_numpy()), by_seed["difference"].to_numpy())
             lines.append({"pair": pair, "seed": seed, "slope": slope})
     return pd.DataFrame(lines, columns=["pair", "seed", "slope"])
 
@@ -128,18 +141,18 @@ def plot_growth(differences: pd.DataFrame, summary: pd.DataFrame, trends: pd.Dat
     fig, axes = plt.subplots(1, len(pairs), figsize=(4.6 * len(pairs), 3.8), squeeze=False)
     verdicts = trends.set_index("pair")
     for ax, pair in zip(axes[0], pairs):
-        points = differences[differences["pair"] == pair.name].assign(length=lambda f: np.log2(f["factor"]))
+        points = differences[differences["pair"] == pair.name].assign(log_length=lambda f: np.log2(f["length"]))
         means = summary[summary["pair"] == pair.name]
         if len(points):
-            sns.scatterplot(data=points, x="length", y="difference", color="0.6", s=20, ax=ax, label="seed")
-            ax.errorbar(np.log2(means["factor"]), means["mean"], yerr=np.nan_to_num(means["ci95"].to_numpy()),
+            sns.scatterplot(data=points, x="log_length", y="difference", color="0.6", s=20, ax=ax, label="seed")
+            ax.errorbar(np.log2(means["length"]), means["mean"], yerr=np.nan_to_num(means["ci95"].to_numpy()),
                         fmt="o-", color="C0", capsize=3, label="mean, 95% CI")
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        factors = sorted(set(means["factor"])) or list(GROWTH_FACTORS)
-        ax.set_xticks(np.log2(factors), [f"{f:g}x" for f in factors])
+        lengths = sorted(set(means["length"])) or list(GROWTH_FACTORS)
+        ax.set_xticks(np.log2(lengths), [f"{length:g}x" for length in lengths])
         trend = verdicts.loc[pair.name] if pair.name in verdicts.index else None
         slope = "" if trend is None or math.isnan(trend["slope"]) else f"slope {trend['slope']:+.2f}/doubling: "
-        ax.set(xlabel="schedule length", ylabel=f"AP({pair.arms[0]}) - AP({pair.arms[1]})",
+        ax.set(xlabel="schedule length (epochs / the profile's)", ylabel=f"AP({pair.arms[0]}) - AP({pair.arms[1]})",
                title=f"{pair.arms[0]} vs {pair.arms[1]}\n{slope}{'' if trend is None else trend['verdict']}")
         ax.title.set_fontsize(9)
     return save_figure(fig, path)
@@ -150,8 +163,8 @@ class GrowthResult:
     """What the growth notebook shows."""
 
     profile: str
-    differences: pd.DataFrame       # pair, factor, seed, difference
-    summary: pd.DataFrame           # pair, factor, mean, ci95, low, high, n_seeds
+    differences: pd.DataFrame       # pair, factor, length, seed, difference
+    summary: pd.DataFrame           # pair, factor, length, mean, ci95, low, high, n_seeds
     trends: pd.DataFrame            # pair, slope, ci95, low, high, n_seeds, verdict
     files: dict[str, Path]
 
@@ -160,7 +173,7 @@ class GrowthResult:
         return self.files["figure"]
 
     def styled_summary(self):
-        return (self.summary.style.format({"factor": "{:g}x", "mean": "{:+.2f}", "ci95": "± {:.2f}", "low": "{:+.2f}",
+        return (self.summary.style.format({"factor": "{:g}x", "length": "{:g}x", "mean": "{:+.2f}", "ci95": "± {:.2f}", "low": "{:+.2f}",
                                            "high": "{:+.2f}"}, na_rep="")
                 .set_caption(f"AP difference (better - worse arm) per schedule length, profile {self.profile}")
                 .hide(axis="index"))
@@ -176,10 +189,10 @@ def growth_study(profile: str = "cpu", seeds: Any = None, results_dir: str | Pat
                  band: float = STABLE_BAND) -> GrowthResult:
     """Read the growth tables' finished runs (train them first, e.g. with ``reproduce_table``),
     then write the differences per length, the trends and the figure."""
-    frames = [growth_differences(pair, collect_results(pair.name, profile, seeds, results_dir, data_root))
-              for pair in pairs]
+    frames = [growth_differences(pair, collect_results(pair.name, profile, seeds, results_dir, data_root),
+                                 lengths=schedule_lengths(pair, profile, GROWTH_FACTORS)) for pair in pairs]
     differences = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["pair", "factor", "seed", "difference"])
+        columns=["pair", "factor", "length", "seed", "difference"])
     summary = summarize_growth(differences)
     trends = growth_trends(differences, band, [pair.name for pair in pairs])
     out = Path(results_dir)

@@ -135,7 +135,9 @@ def growth_notebook() -> nbformat.NotebookNode:
             f"{', '.join(f'{f:g}x' for f in GROWTH_FACTORS)} the profile's schedule (the 1x rows are the paper "
             "tables' runs). Per pair and length: the AP difference (paper's better arm minus the other, paired by "
             "seed) with its 95% interval and the verdict of the claim that it is positive. The trend is the slope "
-            "of the difference against log2(length), AP per doubling: *growing* if its 95% interval over seeds is "
+            "of the difference against log2(length), AP per doubling, where the length is the epochs trained over "
+            "the profile's (epochs are whole: 0.5x of the cpu profile's 5 epochs is 2, a length of 0.4): "
+            "*growing* if its 95% interval over seeds is "
             "wholly above 0, *shrinking* if wholly below, *stable* if wholly inside ±0.5, else *inconclusive*.\n\n"
             f"Batch: `papermill notebooks/{GROWTH_NOTEBOOK}.ipynb out.ipynb -p profile smoke`; command line: "
             f"`{RUN_COMMAND.format(name=GROWTH_PAIRS[0].name)}` (one table at a time)."),
