@@ -35,7 +35,7 @@ data: $(STAMP)
 	$(PY) -m assignlab data prepare --preset $(PROFILE)
 
 reproduce: $(STAMP)
-	$(PY) -m assignlab reproduce --profile $(PROFILE) --executor $(EXECUTOR) --workers $(WORKERS) $(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG))
+	$(PY) -m assignlab reproduce --profile $(PROFILE) --executor $(EXECUTOR) --workers $(WORKERS) $(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG)) $(if $(ONLY),--only $(ONLY))
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

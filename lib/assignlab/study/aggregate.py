@@ -249,7 +249,12 @@ def plot_table(spec: TableSpec, rows: pd.DataFrame, results: pd.DataFrame, path:
     height = max(3.0, 0.35 * len(order) + 1.2)
     fig, (ours_ax, paper_ax) = plt.subplots(1, 2, figsize=(11, height), sharey=True)
     if len(results):
-        sns.stripplot(data=results, y="row", x="AP", order=order, ax=ours_ax, color="0.6", size=4, jitter=0.15)
+        # each seed at its own fixed offset from the row's line (a random jitter would change the
+        # figure's bytes on every regeneration)
+        seeds = sorted(results["seed"].unique())
+        offsets = dict(zip(seeds, np.linspace(-0.15, 0.15, len(seeds)) if len(seeds) > 1 else [0.0]))
+        ours_ax.scatter(results["AP"], results["row"].map(order.index) + results["seed"].map(offsets),
+                        color="0.6", s=16, label="seed")
     positions = [order.index(r) for r in trained["row"]]
     ours_ax.errorbar(trained["ours"], positions, xerr=np.nan_to_num(trained["ci95"].to_numpy()), fmt="o",
                      color="C0", capsize=3, label="mean, 95% CI")
