@@ -143,6 +143,7 @@ class TrainConfig:
     lr_backbone: float = 2e-5
     lr_linear_proj_mult: float = 0.1      # sampling offsets and reference points
     weight_decay: float = 1e-4
+    weight_decay_norm: float | None = None  # normalisation layers' weight decay (detrex: 0); None = weight_decay
     clip_max_norm: float = 0.1
     lr_drop_epochs: tuple[int, ...] = (10,)
     lr_drop_factor: float = 0.1
@@ -198,6 +199,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "model.transformer_activation": "relu",
     "model.content_query_init": "normal",
     "model.dino_decoder_norm": False,
+    "train.weight_decay_norm": None,
 }
 
 

@@ -162,6 +162,10 @@ _DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; e
     "model.enc_loss_selected_only": True,  # and only the selected ones are supervised
     "model.content_query_init": "xavier",  # the released initialisation of the learned content queries
     "model.dino_decoder_norm": True,       # and the LayerNorm before the heads
+    # detrex's optimiser, which Align-DETR uses: no lower rate for the sampling offsets, no
+    # weight decay on normalisation layers
+    "train.lr_linear_proj_mult": 1.0,
+    "train.weight_decay_norm": 0.0,
 }
 
 

@@ -1,4 +1,10 @@
-"""DETA's optimisation recipe: AdamW with parameter groups and a step schedule."""
+"""The optimisation recipe: AdamW with parameter groups and a step schedule.
+
+Deformable-DETR's and DETA's recipe (the default): the backbone at ``lr_backbone``, sampling
+offsets and reference points at ``lr * lr_linear_proj_mult``, weight decay on every parameter.
+detrex's, which Align-DETR's DINO uses: ``lr_linear_proj_mult`` 1 and ``weight_decay_norm`` 0
+(normalisation layers are not decayed).
+"""
 from __future__ import annotations
 
 import torch
@@ -8,11 +14,21 @@ from assignlab.config import TrainConfig
 
 # Deformable-DETR trains these with a lower learning rate (lr * lr_linear_proj_mult).
 LINEAR_PROJ_NAMES = ("sampling_offsets", "reference_points")
+# detectron2's (and so detrex's) normalisation layers for weight_decay_norm
+NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm, nn.LayerNorm,
+              nn.LocalResponseNorm)
+
+
+def norm_parameter_ids(model: nn.Module) -> set[int]:
+    """ids of the parameters that belong to normalisation layers (``NORM_TYPES``)."""
+    return {id(p) for module in model.modules() if isinstance(module, NORM_TYPES)
+            for p in module.parameters(recurse=False)}
 
 
 def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
-    """Three groups: backbone (``lr_backbone``), sampling offsets / reference points
-    (``lr * lr_linear_proj_mult``) and everything else (``lr``). Frozen parameters are left out."""
+    """Backbone (``lr_backbone``), sampling offsets / reference points (``lr * lr_linear_proj_mult``)
+    and everything else (``lr``). With ``weight_decay_norm`` set, each group's normalisation
+    parameters form a group of their own with that weight decay. Frozen parameters are left out."""
     backbone, linear_proj, rest = [], [], []
     for name, param in model.named_parameters():
         if not param.requires_grad:
@@ -28,6 +44,12 @@ def parameter_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
         {"params": backbone, "lr": cfg.lr_backbone, "name": "backbone"},
         {"params": linear_proj, "lr": cfg.lr * cfg.lr_linear_proj_mult, "name": "linear_proj"},
     ]
+    if cfg.weight_decay_norm is not None:
+        norms = norm_parameter_ids(model)
+        groups = [part for group in groups for part in (
+            {**group, "params": [p for p in group["params"] if id(p) not in norms]},
+            {**group, "params": [p for p in group["params"] if id(p) in norms], "name": f"{group['name']}_norm",
+             "weight_decay": cfg.weight_decay_norm})]
     return [g for g in groups if g["params"]]
 
 
