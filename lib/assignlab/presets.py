@@ -116,6 +116,7 @@ DAB_DETR_OVERRIDES = {  # Align-DETR Table 2's base: learned 4-D anchors, 300 qu
     "model.postprocess": "topk",
     "model.dab_random_refpoints_xy": True,  # as released (DAB-DETR --random_refpoints_xy, detrex, Align-DETR)
     "model.transformer_activation": "prelu",
+    "train.weight_decay_norm": 0.0,  # detrex's optimiser, which Align-DETR's DAB-DETR configuration uses
 }
 
 
