@@ -285,6 +285,18 @@ def test_slopes_use_the_length_actually_trained():
     assert growth.growth_trends(differences)["slope"].item() == pytest.approx(3.0)
 
 
+def test_growth_study_with_runs_of_one_pair_only(tmp_path):
+    pair = GROWTH_PAIRS[-1]
+    arm_of = {pair.label(arm, f): arm for arm in pair.arms for f in GROWTH_FACTORS}
+    for run in plan_runs(pair.name, "paper", seeds=[0, 1]):
+        ap = 31.0 + run.seed if arm_of[run.rows[0]] == pair.arms[0] else 30.0
+        _write_run(tmp_path, pair.name, run, {"metrics": {"AP": ap}})
+    result = growth.growth_study("paper", seeds=[0, 1], results_dir=tmp_path)
+    trends = result.trends.set_index("pair")
+    assert trends.loc[pair.name, "slope"] == pytest.approx(0.0)
+    assert (trends.drop(index=pair.name)["verdict"] == "inconclusive (no runs)").all()
+
+
 def test_growth_study_without_runs_says_so(tmp_path):
     result = growth.growth_study("smoke", results_dir=tmp_path)
     assert result.summary.empty and list(result.trends["verdict"]) == ["inconclusive (no runs)"] * len(GROWTH_PAIRS)

@@ -191,8 +191,11 @@ def growth_study(profile: str = "cpu", seeds: Any = None, results_dir: str | Pat
     then write the differences per length, the trends and the figure."""
     frames = [growth_differences(pair, collect_results(pair.name, profile, seeds, results_dir, data_root),
                                  lengths=schedule_lengths(pair, profile, GROWTH_FACTORS)) for pair in pairs]
-    differences = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["pair", "factor", "length", "seed", "difference"])
+    columns = ["pair", "factor", "length", "seed", "difference"]
+    # concatenating the empty frames of pairs without runs would leave object columns
+    differences = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+        else pd.DataFrame(columns=columns)
+    differences = differences.astype({"factor": float, "length": float, "difference": float})
     summary = summarize_growth(differences)
     trends = growth_trends(differences, band, [pair.name for pair in pairs])
     out = Path(results_dir)
