@@ -461,6 +461,32 @@ def test_status_command_lists_every_run(tmp_path, capsys):
     assert "align_tableB" in capsys.readouterr().out
 
 
+def test_run_command_takes_several_tables_in_turn(tmp_path, capsys):
+    # every run already has a result file: the command only aggregates, table after table
+    paths = StudyPaths.make(tmp_path)
+    for table in ("deta_table1", "deta_table7"):
+        for run in plan_runs(table, "smoke"):
+            record = {"metrics": {m: 30.0 + run.seed for m in aggregate.METRICS}, "wall_time_s": 1.0,
+                      "seed": run.seed, "rows": list(run.rows), "config": run.config.to_dict()}
+            path = paths.result_file(table, run.run_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record))
+    assert cli_main(["study", "run", "--table", "deta_table1", "--table", "deta_table7", "--profile", "smoke",
+                     "--results-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert out.index("DETA Table 1") < out.index("DETA Table 7")
+    assert (tmp_path / "tables" / "deta_table1.md").exists() and (tmp_path / "tables" / "deta_table7.md").exists()
+    assert cli_main(["study", "status", "--table", "deta_table1", "--table", "deta_table7", "--profile", "smoke",
+                     "--results-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "== deta_table1" in out and "== deta_table7" in out and "missing" not in out
+    # an unknown name stops the command before any table runs
+    assert cli_main(["study", "run", "--table", "deta_table1", "--table", "deta_table4", "--profile", "smoke",
+                     "--results-dir", str(tmp_path / "other")]) == 2
+    assert "unknown table(s) deta_table4" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
+
 def test_unknown_names_are_clear_errors(tmp_path):
     with pytest.raises(KeyError, match="unknown study table 'deta_table4'"):
         plan_runs("deta_table4", "smoke")

@@ -2,12 +2,14 @@
 
     python -m assignlab study list
     python -m assignlab study run --table deta_table1 --profile smoke --workers 2
+    python -m assignlab study run --table deta_table6 --table deta_table5 --workers 1   # in turn
     python -m assignlab study run --table deta_table1 --profile paper --executor slurm --slurm-config slurm.yaml
     python -m assignlab study status --table deta_table5 --profile cpu
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for name, help_text in (("run", "train the missing runs of a table, then write its table and figure"),
                             ("status", "each run of a table: finished / running / failed / interrupted / missing")):
         action = sub.add_parser(name, help=help_text)
-        action.add_argument("--table", required=True, help="table name (see `study list`)")
+        action.add_argument("--table", required=True, action="append", dest="tables", metavar="TABLE",
+                            help="table name (see `study list`); repeat it for several tables, taken in turn")
         action.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
         action.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
         action.add_argument("--results-dir", default="results")
@@ -39,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assignlab.study.runner import plan_runs, table_status
+    from assignlab.study.runner import plan_runs
     from assignlab.study.specs import PROFILES, TABLES
 
     if args.action == "list":
@@ -51,21 +54,42 @@ def run(args: argparse.Namespace) -> int:
                            for p in PROFILES)
         print(f"distinct runs over all tables ({unique})")
         return 0
+    unknown = [name for name in args.tables if name not in TABLES]
+    if unknown:  # before any training
+        print(f"error: unknown table(s) {', '.join(unknown)} (see `python -m assignlab study list`)", file=sys.stderr)
+        return 2
     if args.action == "status":
-        states = table_status(args.table, args.profile, args.seeds, args.results_dir, args.cache_dir, args.data_root,
-                              args.stale_after, args.base)
-        for item in states:
-            print(f"{item['state']:11s} {item['run_id']}  seed {item['seed']}  {item['rows']}  {item['detail']}")
-        counts: dict[str, int] = {}
-        for item in states:
-            counts[item["state"]] = counts.get(item["state"], 0) + 1
-        print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+        for table in args.tables:
+            print_status(table, args)
         return 0
     from assignlab.study.table import reproduce_table
 
-    result = reproduce_table(args.table, profile=args.profile, seeds=args.seeds, workers=args.workers,
-                             executor=args.executor, data_root=args.data_root, device=args.device,
-                             results_dir=args.results_dir, cache_dir=args.cache_dir, threads_per_worker=args.threads,
-                             slurm=args.slurm_config, stale_after_s=args.stale_after, base=args.base)
-    print(result.files["markdown"].read_text())
-    return 1 if result.report is not None and result.report.failed else 0
+    failed = []
+    for table in args.tables:
+        result = reproduce_table(table, profile=args.profile, seeds=args.seeds, workers=args.workers,
+                                 executor=args.executor, data_root=args.data_root, device=args.device,
+                                 results_dir=args.results_dir, cache_dir=args.cache_dir,
+                                 threads_per_worker=args.threads, slurm=args.slurm_config,
+                                 stale_after_s=args.stale_after, base=args.base)
+        print(result.files["markdown"].read_text(), flush=True)
+        if result.report is not None and result.report.failed:
+            failed.append(table)
+    if failed:
+        print(f"tables with failed runs: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def print_status(table: str, args: argparse.Namespace) -> None:
+    """Each run of ``table``: its state, id, seed, rows and detail; then the count per state."""
+    from assignlab.study.runner import table_status
+
+    states = table_status(table, args.profile, args.seeds, args.results_dir, args.cache_dir, args.data_root,
+                          args.stale_after, args.base)
+    if len(args.tables) > 1:
+        print(f"== {table}")
+    for item in states:
+        print(f"{item['state']:11s} {item['run_id']}  seed {item['seed']}  {item['rows']}  {item['detail']}")
+    counts: dict[str, int] = {}
+    for item in states:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    print(", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
