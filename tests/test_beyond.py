@@ -21,7 +21,8 @@ from assignlab.study.specs import TABLES, ScaledSchedule, get_profile, scaled_sc
 from assignlab.study.stats import Interval
 
 T_975 = {1: 12.706204736174707, 2: 4.302652729911275}  # Student t quantiles (df -> t_{0.975, df})
-BEYOND = ("released_topk", "released_kcap", *(p.name for p in GROWTH_PAIRS), "alignment_evidence")
+BEYOND = ("released_topk", "released_kcap", *(p.name for p in GROWTH_PAIRS), "alignment_evidence",
+          "deta_table6_selection")
 PAPER_TABLES = [name for name in TABLES if name not in BEYOND]
 
 
@@ -339,3 +340,17 @@ def test_alignment_evidence_summarises_the_result_files_nan_aware(tmp_path):
     for path in result.files.values():
         assert path.exists()
     result.styled().to_html()
+
+
+# ------------------------------------------------------------ B-matching query selection
+@pytest.mark.parametrize("profile", ["cpu", "paper"])
+def test_selection_table_repeats_table6_rows_and_changes_only_the_selection(profile):
+    table6 = {r.rows[0]: r.run_id for r in plan_runs("deta_table6", profile)}
+    rows = {r.label: c for r, c in TABLES["deta_table6_selection"].row_configs(profile)}
+    runs = {r.rows[0]: r.run_id for r in plan_runs("deta_table6_selection", profile)}
+    for b in (4, 8):
+        topk, nms = rows[f"B=({b},1), top-k selection"], rows[f"B=({b},1), NMS selection"]
+        assert runs[f"B=({b},1), top-k selection"] == table6[f"B=({b},1)"]  # the same runs
+        assert (topk.model.query_selection, nms.model.query_selection) == ("topk", "nms")
+        assert nms.override({"model.query_selection": "topk"}) == topk
+        assert (nms.assign.first_stage_b, nms.assign.second_stage_b) == (b, 1)
