@@ -185,6 +185,23 @@ def test_one_seed_and_missing_runs_keep_their_verdicts():
     assert (no_a["verdict"] == "inconclusive (no runs)").all()
 
 
+def test_a_claim_between_untrained_rows_is_uninformative():
+    # the same contrasts as A - B (p = 0.0351 alone, reproduced at 10 AP) shifted to near-chance AP
+    low = {"A": [a - 9.0 for a in ROWS["A"]], "B": [b - 9.0 for b in ROWS["B"]],
+           "C": [c - 9.0 for c in ROWS["C"]]}
+    claims = aggregate.evaluate_claims(_spec(A_BEATS_B), _results(low)).set_index("claim")
+    assert claims.loc["A beats B", "p"] == pytest.approx(P_3_SEEDS)
+    assert claims.loc["A beats B", "verdict"] == "uninformative (untrained)"
+    # one trained row is enough for a verdict: a collapse below the floor is a finding
+    mixed = {"A": ROWS["A"], "C": low["C"], "B": low["B"]}
+    assert _verdict(Claim("A beats B", difference("A", "B"), ">"), mixed) == "reproduced"
+    assert _verdict(Claim("C beats A", difference("C", "A"), ">"), mixed) == "not reproduced"
+
+
+def _verdict(claim, rows):
+    return aggregate.evaluate_claims(_spec(claim), _results(rows)).loc[0, "verdict"]
+
+
 # --------------------------------------------------------------------- detectable difference
 def test_table_detectable_difference_from_the_pooled_seed_spread():
     rows = {"A": [10.0, 12.0, 14.0], "B": [9.0, 10.0, 11.0], "C": [5.0, 6.0, 7.0]}

@@ -19,7 +19,8 @@ import pandas as pd
 from assignlab.study.paper import paper_value
 from assignlab.study.runner import StudyPaths, TableRunReport, plan_runs, read_json
 from assignlab.study.specs import Claim, TableSpec, get_table
-from assignlab.study.stats import claim_verdict, detectable_difference, holm_adjust, paired_p_value, t_interval
+from assignlab.study.stats import (UNTRAINED, UNTRAINED_AP_FLOOR, claim_verdict, detectable_difference, holm_adjust,
+                                   paired_p_value, t_interval)
 
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
@@ -72,6 +73,14 @@ def claim_contrasts(claim: Claim, results: pd.DataFrame) -> pd.Series:
     return wide.mul(pd.Series(claim.weights)).sum(axis=1)
 
 
+def rows_untrained(claim: Claim, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> bool:
+    """True when every row of an AP claim has runs and a mean AP below ``floor`` (none has learned)."""
+    if claim.metric != "AP" or results.empty:
+        return False
+    means = results[results["row"].isin(list(claim.weights))].groupby("row")[claim.metric].mean()
+    return len(means) == len(claim.weights) and bool((means < floor).all())
+
+
 def describe_direction(claim: Claim) -> str:
     return f"|d| < {claim.margin:g}" if claim.direction == "equivalent" else f"d {claim.direction} 0"
 
@@ -93,7 +102,8 @@ CLAIM_COLUMNS = ["claim", "contrast", "test", "mean", "ci95", "low", "high", "n_
 def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """One line per claim: claim, contrast d, test, mean, ci95, low, high, n_seeds, paper (the same
     contrast of the paper's numbers), p (paired t-test, TOST for equivalence; NaN under 2 seeds),
-    p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``."""
+    p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``; a
+    claim whose rows all stay below ``UNTRAINED_AP_FLOOR`` AP is "uninformative (untrained)"."""
     lines, intervals = [], []
     for claim in spec.claims:
         per_seed = claim_contrasts(claim, results).to_numpy()
@@ -108,7 +118,8 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
                       "p": paired_p_value(per_seed, claim.direction, claim.margin)})
     for line, p_holm, claim, interval in zip(lines, holm_adjust([line["p"] for line in lines]), spec.claims, intervals):
         line["p_holm"] = p_holm
-        line["verdict"] = claim_verdict(interval, p_holm, claim.direction, claim.margin, alpha)
+        line["verdict"] = (UNTRAINED if rows_untrained(claim, results)
+                           else claim_verdict(interval, p_holm, claim.direction, claim.margin, alpha))
     return pd.DataFrame(lines, columns=CLAIM_COLUMNS)
 
 

@@ -34,7 +34,10 @@ the one before it). A claim is **reproduced** when its Holm-adjusted p is below 
 the claimed side, **not reproduced** when it is below 0.05 on the other side (for equivalence: the
 95% interval lies wholly outside the margin), and **inconclusive** otherwise. The chance that any
 claim of a table passes its test by luck alone is then 5% or less. A claim can therefore look
-clear on its own (p below 0.05) and still be inconclusive after the correction.
+clear on its own (p below 0.05) and still be inconclusive after the correction. A claim whose
+rows all stay below 5 AP is **uninformative (untrained)**, whatever its p: none of the detectors
+it compares has learned yet, and a difference between near-chance detectors says nothing about
+the claim at a scale where they work.
 
 Each table's page also states its *detectable difference*: from the seed-to-seed spread of its
 rows, the smallest true AP difference that its number of seeds reproduces 80% of the time (at

@@ -21,6 +21,10 @@ from scipy import optimize, stats
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
+UNTRAINED = "uninformative (untrained)"
+# Below this AP (percent) a row has not learned to detect: contrasts between rows that are all
+# below it compare near-chance detectors and say nothing about the claim at a trained scale.
+UNTRAINED_AP_FLOOR = 5.0
 
 
 @dataclass(frozen=True)
