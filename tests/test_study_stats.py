@@ -192,6 +192,8 @@ def test_a_claim_between_untrained_rows_is_uninformative():
     claims = aggregate.evaluate_claims(_spec(A_BEATS_B), _results(low)).set_index("claim")
     assert claims.loc["A beats B", "p"] == pytest.approx(P_3_SEEDS)
     assert claims.loc["A beats B", "verdict"] == "uninformative (untrained)"
+    one_seed = aggregate.evaluate_claims(_spec(A_BEATS_B), _results(low, seeds=(0,)))
+    assert one_seed.loc[0, "verdict"] == "inconclusive (1 seed)"
     # one trained row is enough for a verdict: a collapse below the floor is a finding
     mixed = {"A": ROWS["A"], "C": low["C"], "B": low["B"]}
     assert _verdict(Claim("A beats B", difference("A", "B"), ">"), mixed) == "reproduced"

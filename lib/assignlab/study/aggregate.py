@@ -103,7 +103,8 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
     """One line per claim: claim, contrast d, test, mean, ci95, low, high, n_seeds, paper (the same
     contrast of the paper's numbers), p (paired t-test, TOST for equivalence; NaN under 2 seeds),
     p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``; a
-    claim whose rows all stay below ``UNTRAINED_AP_FLOOR`` AP is "uninformative (untrained)"."""
+    claim with 2 or more seeds whose rows all stay below ``UNTRAINED_AP_FLOOR`` AP is
+    "uninformative (untrained)"."""
     lines, intervals = [], []
     for claim in spec.claims:
         per_seed = claim_contrasts(claim, results).to_numpy()
@@ -118,8 +119,9 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
                       "p": paired_p_value(per_seed, claim.direction, claim.margin)})
     for line, p_holm, claim, interval in zip(lines, holm_adjust([line["p"] for line in lines]), spec.claims, intervals):
         line["p_holm"] = p_holm
-        line["verdict"] = (UNTRAINED if rows_untrained(claim, results)
-                           else claim_verdict(interval, p_holm, claim.direction, claim.margin, alpha))
+        untrained = interval.n >= 2 and rows_untrained(claim, results)  # under 2 seeds: no verdict either way
+        line["verdict"] = UNTRAINED if untrained else claim_verdict(interval, p_holm, claim.direction,
+                                                                     claim.margin, alpha)
     return pd.DataFrame(lines, columns=CLAIM_COLUMNS)
 
 
