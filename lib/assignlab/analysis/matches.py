@@ -214,7 +214,11 @@ def analyse_alignment(trained: TrainedModel, dataset, indices: Iterable[int] | N
                       area_image_size: int | None = None) -> AlignmentAnalysis:
     """Figure 1 and Figure 4 data of the last decoder layer over ``indices`` of ``dataset``, and
     the positives per object of the encoder proposals and the last decoder layer by object size
-    (``area_image_size``: see :func:`object_sizes`)."""
+    (``area_image_size``: see :func:`object_sizes`).
+
+    Confidence is the classifier's probability: an IoU branch's fusion (``model.iou_branch_fusion``)
+    re-scores only the final detections and is not applied here, so the diagnostics describe what
+    the classification head learned."""
     indices = list(range(len(dataset)) if indices is None else indices)
     device = next(trained.model.parameters()).device
     hits = {m: 0 for m in multipliers}
