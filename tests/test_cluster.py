@@ -188,12 +188,15 @@ def test_the_slurm_job_script_asks_for_the_settings(tmp_path, monkeypatch):
 def test_reproduce_passes_the_slurm_settings_file_to_the_notebooks(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("ASSIGNLAB_SLURM_CONFIG", "")
+    monkeypatch.setattr("assignlab.reproduce.execute_notebook", lambda *args, **kwargs: None)
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "notebooks" / "probe.ipynb").write_text("{}")
     (tmp_path / "slurm.json").write_text(json.dumps({"partition": "gpu"}))
-    assert cli_main(["reproduce", "--executor", "slurm", "--slurm-config", "slurm.json", "--only", "none"]) == 0
+    assert cli_main(["reproduce", "--executor", "slurm", "--slurm-config", "slurm.json", "--only", "probe"]) == 0
     assert os.environ["ASSIGNLAB_SLURM_CONFIG"] == str(tmp_path / "slurm.json")
     (tmp_path / "bad.json").write_text(json.dumps({"partitions": "gpu"}))
     with pytest.raises(ValueError, match="bad.json: field 'partitions'"):
-        cli_main(["reproduce", "--executor", "slurm", "--slurm-config", "bad.json", "--only", "none"])
+        cli_main(["reproduce", "--executor", "slurm", "--slurm-config", "bad.json", "--only", "probe"])
 
 
 def test_multi_gpu_runs_start_torchrun_with_a_rendezvous_on_the_first_node():

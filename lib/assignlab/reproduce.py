@@ -40,14 +40,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slurm-config", default=None, metavar="FILE",
                         help="JSON/YAML slurm settings for --executor slurm (passed to the notebooks as "
                              "$ASSIGNLAB_SLURM_CONFIG; see the README, 'Running the study on a Slurm cluster')")
-    parser.add_argument("--only", nargs="*", default=None, help="notebook names (stems) to run; default all")
+    parser.add_argument("--only", nargs="+", action="extend", default=None, metavar="NAME",
+                        help="notebook names (stems) to run, repeatable; default all")
     parser.add_argument("--out", default=str(OUTPUT_DIR), help="folder for the executed notebooks")
 
 
+def select_notebooks(notebooks: list[Path], names: list[str] | None) -> list[Path]:
+    """The notebooks whose stems are in ``names`` (all when None), in their run order.
+
+    Raises ValueError naming any unknown name, before anything runs."""
+    if names is None:
+        return notebooks
+    unknown = sorted(set(names) - {path.stem for path in notebooks})
+    if unknown:
+        raise ValueError(f"--only: no notebook named {', '.join(unknown)} "
+                         f"(available: {', '.join(path.stem for path in notebooks)})")
+    return [path for path in notebooks if path.stem in set(names)]
+
+
 def run(args: argparse.Namespace) -> int:
-    notebooks = notebooks_in_order()
-    if args.only:
-        notebooks = [p for p in notebooks if p.stem in set(args.only)]
+    notebooks = select_notebooks(notebooks_in_order(), args.only)
     parameters = {"profile": args.profile, "executor": args.executor, "workers": args.workers}
     if args.slurm_config:  # the notebooks' kernels inherit the environment
         from assignlab.study.executors import SLURM_CONFIG_ENV, load_slurm_settings
