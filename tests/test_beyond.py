@@ -342,6 +342,23 @@ def test_alignment_evidence_summarises_the_result_files_nan_aware(tmp_path):
     result.styled().to_html()
 
 
+def test_alignment_claims_between_untrained_detectors_get_no_verdict(tmp_path):
+    # Pearson r rises by 0.3, 0.35, 0.25 on both bases (p = 0.009 each, 0.018 after Holm over the
+    # two), but the DAB-DETR rows stay near chance (AP < 5)
+    pearson = {"Align-DETR | DINO": [0.5, 0.6, 0.7], "Hungarian | DINO": [0.2, 0.25, 0.45],
+               "Align-DETR | DAB-DETR": [0.5, 0.6, 0.7], "Hungarian | DAB-DETR": [0.2, 0.25, 0.45]}
+    for run in plan_runs("alignment_evidence", "smoke", seeds=[0, 1, 2]):
+        row = run.rows[0]
+        ap = 0.1 if row.endswith("DAB-DETR") else 30.0
+        _write_run(tmp_path, "alignment_evidence", run, {
+            "metrics": {"AP": ap}, "alignment": {"pearson_r": pearson.get(row, [0.0] * 3)[run.seed]}})
+    result = evidence.alignment_study("alignment_evidence", "smoke", seeds=[0, 1, 2], results_dir=tmp_path)
+    verdicts = result.claims.set_index("claim")["verdict"]
+    assert verdicts[next(c for c in verdicts.index if "DAB-DETR" in c)] == "uninformative (untrained)"
+    assert verdicts[next(c for c in verdicts.index if "Figure 4" in c)] == "reproduced"
+    assert result.per_seed.groupby("row")["AP"].mean()["Hungarian | DAB-DETR"] == pytest.approx(0.1)
+
+
 # ------------------------------------------------------------ B-matching query selection
 @pytest.mark.parametrize("profile", ["cpu", "paper"])
 def test_selection_table_repeats_table6_rows_and_changes_only_the_selection(profile):

@@ -74,10 +74,12 @@ def claim_contrasts(claim: Claim, results: pd.DataFrame) -> pd.Series:
 
 
 def rows_untrained(claim: Claim, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> bool:
-    """True when every row of an AP claim has runs and a mean AP below ``floor`` (none has learned)."""
-    if claim.metric != "AP" or results.empty:
+    """True when every row of the claim has runs and a mean AP below ``floor`` (none has learned),
+    whatever the claim measures: the alignment diagnostics of detectors that have not learned are
+    no evidence either. False when ``results`` has no AP column."""
+    if "AP" not in results.columns or results.empty:
         return False
-    means = results[results["row"].isin(list(claim.weights))].groupby("row")[claim.metric].mean()
+    means = results[results["row"].isin(list(claim.weights))].groupby("row")["AP"].mean()
     return len(means) == len(claim.weights) and bool((means < floor).all())
 
 
@@ -103,8 +105,8 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
     """One line per claim: claim, contrast d, test, mean, ci95, low, high, n_seeds, paper (the same
     contrast of the paper's numbers), p (paired t-test, TOST for equivalence; NaN under 2 seeds),
     p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``; a
-    claim with 2 or more seeds whose rows all stay below ``UNTRAINED_AP_FLOOR`` AP is
-    "uninformative (untrained)"."""
+    claim (on any metric) with 2 or more seeds whose rows all stay below ``UNTRAINED_AP_FLOOR``
+    AP is "uninformative (untrained)"."""
     lines, intervals = [], []
     for claim in spec.claims:
         per_seed = claim_contrasts(claim, results).to_numpy()

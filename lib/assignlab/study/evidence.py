@@ -52,11 +52,19 @@ def alignment_values(record: dict, metrics: Sequence[str] = ALIGNMENT_METRICS) -
 
 def collect_alignment(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
                       data_root: str | None = None, metrics: Sequence[str] = ALIGNMENT_METRICS) -> pd.DataFrame:
-    """One line per (row, seed) with a result file: row, seed, run_id and the ``metrics``."""
-    lines = [{"row": row, "seed": run.seed, "run_id": run.run_id, **alignment_values(record, metrics)}
+    """One line per (row, seed) with a result file: row, seed, run_id, AP (NaN where missing; the
+    claims use it to tell detectors that have not learned) and the ``metrics``."""
+    lines = [{"row": row, "seed": run.seed, "run_id": run.run_id, "AP": final_ap(record),
+              **alignment_values(record, metrics)}
              for run, record in finished_records(table, profile, seeds, results_dir, data_root)
              for row in run.rows]
-    return pd.DataFrame(lines, columns=["row", "seed", "run_id", *metrics])
+    return pd.DataFrame(lines, columns=["row", "seed", "run_id", "AP", *metrics])
+
+
+def final_ap(record: dict) -> float:
+    """The run's final COCO AP in percent (NaN when the record has none)."""
+    value = (record.get("metrics") or {}).get("AP")
+    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def summarize_alignment(spec: TableSpec, frame: pd.DataFrame,
