@@ -1,3 +1,3 @@
-from assignlab.cli import main
+from assignlab.cli import entry_point
 
-raise SystemExit(main())
+raise SystemExit(entry_point())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> (module, one-line help)
@@ -38,3 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and argv[0] in COMMANDS else None
     args = build_parser(command).parse_args(argv)
     return int(importlib.import_module(COMMANDS[args.command][0]).run(args) or 0)
+
+
+TRACEBACK_ENV = "ASSIGNLAB_TRACEBACK"  # set to 1 for the full traceback of a bad-input error
+INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError)  # what bad configs, names and paths raise
+
+
+def entry_point(argv: list[str] | None = None) -> int:
+    """``python -m assignlab`` and the ``assignlab`` script: :func:`main`, with a bad-input error
+    (unknown preset, config field or table, missing file, invalid value) printed as one line
+    ``error: ...`` and exit status 2 instead of a traceback."""
+    try:
+        return main(argv)
+    except INPUT_ERRORS as err:
+        if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"error: {message}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        return 2
