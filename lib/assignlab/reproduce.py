@@ -51,11 +51,12 @@ def select_notebooks(notebooks: list[Path], names: list[str] | None) -> list[Pat
     Raises ValueError naming any unknown name, before anything runs."""
     if names is None:
         return notebooks
-    unknown = sorted(set(names) - {path.stem for path in notebooks})
+    wanted = set(names)
+    unknown = sorted(wanted - {path.stem for path in notebooks})
     if unknown:
         raise ValueError(f"--only: no notebook named {', '.join(unknown)} "
                          f"(available: {', '.join(path.stem for path in notebooks)})")
-    return [path for path in notebooks if path.stem in set(names)]
+    return [path for path in notebooks if path.stem in wanted]
 
 
 def run(args: argparse.Namespace) -> int:

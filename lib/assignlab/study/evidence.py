@@ -40,31 +40,27 @@ def finished_records(table: str | TableSpec, profile: str, seeds: Any = None, re
             yield run, read_json(path)
 
 
+def numeric_fields(section: dict | None, names: Sequence[str]) -> dict[str, float]:
+    """``names`` of one section of a result file (NaN where missing or not a number)."""
+    section = section or {}
+    return {name: float(section[name]) if isinstance(section.get(name), (int, float)) else math.nan
+            for name in names}
+
+
 def alignment_values(record: dict, metrics: Sequence[str] = ALIGNMENT_METRICS) -> dict[str, float]:
     """The diagnostics ``metrics`` of one result (NaN where missing or not a number)."""
-    alignment = record.get("alignment") or {}
-    values = {}
-    for metric in metrics:
-        value = alignment.get(metric)
-        values[metric] = float(value) if isinstance(value, (int, float)) else math.nan
-    return values
+    return numeric_fields(record.get("alignment"), metrics)
 
 
 def collect_alignment(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
                       data_root: str | None = None, metrics: Sequence[str] = ALIGNMENT_METRICS) -> pd.DataFrame:
     """One line per (row, seed) with a result file: row, seed, run_id, AP (NaN where missing; the
     claims use it to tell detectors that have not learned) and the ``metrics``."""
-    lines = [{"row": row, "seed": run.seed, "run_id": run.run_id, "AP": final_ap(record),
+    lines = [{"row": row, "seed": run.seed, "run_id": run.run_id, **numeric_fields(record.get("metrics"), ("AP",)),
               **alignment_values(record, metrics)}
              for run, record in finished_records(table, profile, seeds, results_dir, data_root)
              for row in run.rows]
     return pd.DataFrame(lines, columns=["row", "seed", "run_id", "AP", *metrics])
-
-
-def final_ap(record: dict) -> float:
-    """The run's final COCO AP in percent (NaN when the record has none)."""
-    value = (record.get("metrics") or {}).get("AP")
-    return float(value) if isinstance(value, (int, float)) else math.nan
 
 
 def summarize_alignment(spec: TableSpec, frame: pd.DataFrame,
