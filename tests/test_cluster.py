@@ -266,6 +266,62 @@ def test_two_runners_on_one_table_train_every_run_once(tmp_path):
     assert not list(cache.glob("*/claim.json"))
 
 
+def _hold_every_run(spec: TableSpec, paths: StudyPaths) -> list:
+    """Claim each run of ``spec`` for a live owner that is not this runner (our pid keeps it live)."""
+    runs = plan_runs(spec, "smoke")
+    for run in runs:
+        assert claims.acquire(paths.run_dir(run.run_id), _owner("other")) is not None
+    return runs
+
+
+def _finish_as_other_runner(run, paths: StudyPaths) -> None:
+    (paths.run_dir(run.run_id) / "result.json").write_text(json.dumps({"metrics": {"AP": 12.5}}))
+    (paths.run_dir(run.run_id) / "claim.json").unlink()
+
+
+@pytest.mark.timeout(60)  # a runner that waits instead would hang
+def test_a_runner_that_does_not_wait_lists_the_runs_another_runner_holds(tmp_path):
+    paths = StudyPaths.make(tmp_path / "results", tmp_path / "cache")
+    runs = _hold_every_run(TWO_RUNS, paths)
+    report = run_table(TWO_RUNS, "smoke", results_dir=paths.results_dir, cache_dir=paths.cache_dir, progress=False,
+                       wait_for_others=False)
+    assert report.outcomes == [] and [r.run_id for r in report.deferred] == [r.run_id for r in runs]
+    assert not any((paths.run_dir(r.run_id) / "log.jsonl").exists() for r in runs)  # nothing trained here
+
+    _finish_as_other_runner(runs[0], paths)
+    report = run_table(TWO_RUNS, "smoke", results_dir=paths.results_dir, cache_dir=paths.cache_dir, progress=False,
+                       wait_for_others=False)
+    assert [(o.run.run_id, o.state) for o in report.outcomes] == [(runs[0].run_id, "reused")]
+    assert [r.run_id for r in report.deferred] == [runs[1].run_id]
+    assert "1 run(s) still being trained by another runner" in report.summary()
+
+
+@pytest.mark.timeout(60)  # a runner that waits instead would hang
+def test_several_tables_take_a_held_table_last_and_then_wait_for_it(tmp_path, monkeypatch, capsys):
+    import threading
+
+    from assignlab.study import runner, table
+    held = TableSpec("held", "held", claims=(), rows=(RowSpec("H", hungarian()),))
+    done = TableSpec("done", "done", claims=(), rows=(RowSpec("D", deta(4)),))
+    paths = StudyPaths.make(tmp_path / "results", tmp_path / "cache")
+    held_runs = _hold_every_run(held, paths)
+    for run in plan_runs(done, "smoke"):
+        paths.result_file("done", run.run_id).parent.mkdir(parents=True, exist_ok=True)
+        paths.result_file("done", run.run_id).write_text(json.dumps({"metrics": {"AP": 30.0}, "rows": ["D"]}))
+    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.05)
+    monkeypatch.setattr(table, "aggregate_table", lambda spec, *args, report, **kw: (spec.name, report))
+    finishing = threading.Timer(0.5, lambda: [_finish_as_other_runner(run, paths) for run in held_runs])
+
+    results = table.reproduce_tables([held, done], "smoke", results_dir=paths.results_dir, cache_dir=paths.cache_dir,
+                                     progress=False)
+    first = next(results)
+    assert first[0] == "done" and "held: 1 run(s) being trained by another runner" in capsys.readouterr().out
+    finishing.start()  # the other runner finishes only now: the held table must be waited for
+    (name, report), = list(results)
+    assert name == "held" and [(o.run.run_id, o.state) for o in report.outcomes] == [
+        (run.run_id, "reused") for run in held_runs] and report.deferred == []
+
+
 def test_a_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path):
     config = preset("smoke").override({"data.root": str(tmp_path / "data"), "train.epochs": 2,
                                        "data.synth_train_images": 96})

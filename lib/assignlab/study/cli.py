@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             ("status", "each run of a table: finished / running / failed / interrupted / missing")):
         action = sub.add_parser(name, help=help_text)
         action.add_argument("--table", required=True, action="append", dest="tables", metavar="TABLE",
-                            help="table name (see `study list`); repeat it for several tables, taken in turn")
+                            help="table name (see `study list`); repeat it for several tables, taken in turn "
+                                 "(one whose last runs another runner trains comes back after the others)")
         action.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
         action.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
         action.add_argument("--results-dir", default="results")
@@ -62,18 +63,18 @@ def run(args: argparse.Namespace) -> int:
         for table in args.tables:
             print_status(table, args)
         return 0
-    from assignlab.study.table import reproduce_table
+    from assignlab.study.table import reproduce_tables
 
     failed = []
-    for table in args.tables:
-        result = reproduce_table(table, profile=args.profile, seeds=args.seeds, workers=args.workers,
-                                 executor=args.executor, data_root=args.data_root, device=args.device,
-                                 results_dir=args.results_dir, cache_dir=args.cache_dir,
-                                 threads_per_worker=args.threads, slurm=args.slurm_config,
-                                 stale_after_s=args.stale_after, base=args.base)
+    results = reproduce_tables(args.tables, profile=args.profile, seeds=args.seeds, results_dir=args.results_dir,
+                               data_root=args.data_root, base=args.base, workers=args.workers,
+                               executor=args.executor, device=args.device, cache_dir=args.cache_dir,
+                               threads_per_worker=args.threads, slurm=args.slurm_config,
+                               stale_after_s=args.stale_after)
+    for result in results:
         print(result.files["markdown"].read_text(), flush=True)
         if result.report is not None and result.report.failed:
-            failed.append(table)
+            failed.append(result.spec.name)
     if failed:
         print(f"tables with failed runs: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -189,6 +189,7 @@ class TableRunReport:
     profile: str
     outcomes: list[RunOutcome] = field(default_factory=list)
     wall_time_s: float = 0.0
+    deferred: list[PlannedRun] = field(default_factory=list)  # held by another runner, not waited for
 
     @property
     def failed(self) -> list[RunOutcome]:
@@ -203,6 +204,8 @@ class TableRunReport:
     def summary(self) -> str:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(self.counts().items()))
         lines = [f"{self.table} ({self.profile}): {len(self.outcomes)} runs: {counts} in {self.wall_time_s:.0f} s"]
+        if self.deferred:
+            lines.append(f"  {len(self.deferred)} run(s) still being trained by another runner")
         lines += [f"  FAILED {o.run.run_id} ({', '.join(o.run.rows)}, seed {o.run.seed}): {o.error}; log: {o.log_file}"
                   for o in self.failed]
         return "\n".join(lines)
@@ -229,6 +232,7 @@ def run_table(
     slurm: SlurmSettings | dict | str | Path | None = None,
     stale_after_s: float | None = None,
     base: str | None = None,
+    wait_for_others: bool = True,
 ) -> TableRunReport:
     """Make every run of ``table`` at ``profile`` finished, training only what is missing.
 
@@ -246,7 +250,8 @@ def run_table(
             ``$ASSIGNLAB_STALE_CLAIM_S`` or 10 minutes).
         base: run the table on this base detector instead of its own (``TableSpec.on_base``;
             the runs and result files are the renamed table's).
-    Runs that another runner is training (a live claim) are waited for and copied, not trained.
+    Runs that another runner is training (a live claim) are waited for and copied, not trained;
+    with ``wait_for_others=False`` they are not waited for but listed in the report's ``deferred``.
     Returns the report; failed runs are listed there (and printed) with their log paths.
     """
     if executor not in EXECUTORS:
@@ -278,7 +283,11 @@ def run_table(
         else:
             outcomes, busy_now = [], []
         report.outcomes += outcomes
-        pending = _wait_for_other_owners(busy + busy_now, paths, profile, timeout, report, progress)
+        if wait_for_others:
+            pending = _wait_for_other_owners(busy + busy_now, paths, profile, timeout, report, progress)
+        else:
+            pending, held = _look_at_held_runs(busy + busy_now, paths, profile, timeout, report)
+            report.deferred += held
     report.wall_time_s = time.time() - start
     if report.failed or progress:
         print(report.summary(), file=sys.stderr if report.failed else sys.stdout, flush=True)
@@ -422,24 +431,32 @@ def _split_claimed(runs: Sequence[PlannedRun], paths: StudyPaths,
     return free, held
 
 
+def _look_at_held_runs(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, stale_after_s: float,
+                       report: TableRunReport) -> tuple[list[PlannedRun], list[PlannedRun]]:
+    """One look at runs other owners hold: a finished one is copied ("reused") into ``report``.
+    Returns (runs to train here: their claim was released without a result or went stale, runs still held)."""
+    released, held = [], []
+    for run in runs:
+        outcome = _reuse(run, paths, profile)
+        claim = claims.read_claim(paths.run_dir(run.run_id)) if outcome is None else None
+        if outcome is not None:
+            report.outcomes.append(outcome)
+        elif claim is None or claim.stale_reason(stale_after_s) is not None:
+            released.append(run)
+        else:
+            held.append(run)
+    return released, held
+
+
 def _wait_for_other_owners(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, stale_after_s: float,
                            report: TableRunReport, progress: bool) -> list[PlannedRun]:
-    """Wait while other owners train ``runs``: a run they finish is copied ("reused"); a run whose
-    claim is released without a result, or goes stale, is returned, to be trained here."""
+    """Wait while other owners train ``runs`` (see :func:`_look_at_held_runs`); returns the runs to train here."""
     waiting, again = list(runs), []
     if waiting and progress:
         print(f"waiting for {len(waiting)} run(s) trained by other runners", flush=True)
     while waiting:
-        for run in list(waiting):
-            outcome = _reuse(run, paths, profile)
-            held = claims.read_claim(paths.run_dir(run.run_id)) if outcome is None else None
-            if outcome is not None:
-                report.outcomes.append(outcome)
-            elif held is None or held.stale_reason(stale_after_s) is not None:
-                again.append(run)
-            else:
-                continue
-            waiting.remove(run)
+        released, waiting = _look_at_held_runs(waiting, paths, profile, stale_after_s, report)
+        again += released
         if waiting:
             time.sleep(WAIT_POLL_S)
     return again

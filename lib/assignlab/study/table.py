@@ -1,6 +1,7 @@
 """The one call a table notebook makes: train what is missing, then aggregate."""
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,3 +44,25 @@ def reproduce_table(
                        executor=executor, results_dir=results_dir, cache_dir=cache_dir, data_root=data_root,
                        device=device, progress=progress, slurm=slurm, stale_after_s=stale_after_s)
     return aggregate_table(spec, profile, seeds, results_dir, data_root, report=report)
+
+
+def reproduce_tables(tables: Sequence[str | TableSpec], profile: str = "cpu", seeds: Any = None,
+                     results_dir: str | Path = "results", data_root: str | None = None, base: str | None = None,
+                     **training: Any) -> Iterator[TableResult]:
+    """:func:`reproduce_table` for each of ``tables`` in turn, except that a table whose last missing
+    runs another runner is training is put off until after the others, so that this runner trains
+    instead of waiting. Yields each table's result once all its runs have ended; ``training`` takes
+    the other arguments of :func:`reproduce_table`. A run of a put-off table that failed is tried once
+    more when the table is taken up again."""
+    later = []
+    for spec in [get_table(table).on_base(base) for table in tables]:
+        report = run_table(spec, profile, seeds, results_dir=results_dir, data_root=data_root,
+                           wait_for_others=False, **training)
+        if report.deferred:
+            print(f"{spec.name}: {len(report.deferred)} run(s) being trained by another runner; "
+                  "back to it after the other tables", flush=True)
+            later.append(spec)
+        else:
+            yield aggregate_table(spec, profile, seeds, results_dir, data_root, report=report)
+    for spec in later:
+        yield reproduce_table(spec, profile, seeds, results_dir=results_dir, data_root=data_root, **training)
