@@ -23,6 +23,7 @@ Writes ``results/tables/growth.csv`` (per pair and length), ``growth_trend.csv``
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -152,7 +153,7 @@ def plot_growth(differences: pd.DataFrame, summary: pd.DataFrame, trends: pd.Dat
         ax.set_xticks(np.log2(lengths), [f"{length:g}x" for length in lengths])
         trend = verdicts.loc[pair.name] if pair.name in verdicts.index else None
         slope = "" if trend is None or math.isnan(trend["slope"]) else f"slope {trend['slope']:+.2f}/doubling: "
-        ax.set(xlabel="schedule length (epochs / the profile's)", ylabel=f"AP({pair.arms[0]}) - AP({pair.arms[1]})",
+        ax.set(xlabel="schedule length (epochs / the profile's)", ylabel=textwrap.fill(f"AP({pair.arms[0]}) - AP({pair.arms[1]})", 40),
                title=f"{pair.arms[0]} vs {pair.arms[1]}\n{slope}{'' if trend is None else trend['verdict']}")
         ax.title.set_fontsize(9)
     return save_figure(fig, path)
