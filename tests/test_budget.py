@@ -39,6 +39,18 @@ def test_estimates_fall_back_to_time_per_epoch():
     assert pd.isna(estimate_seconds(times.iloc[:0], "dino", 5))
 
 
+def test_estimates_prefer_runs_of_the_same_depth():
+    import pandas as pd
+
+    times = pd.DataFrame([{"run_id": r, "base": "two_stage_deformable", "epochs": 5, "enc_layers": enc,
+                           "dec_layers": dec, "wall_time_s": s}
+                          for r, enc, dec, s in (("a", 3, 3, 400.0), ("b", 3, 3, 500.0), ("c", 6, 6, 1300.0))])
+    assert estimate_seconds(times, "two_stage_deformable", 5, (6, 6)) == 1300.0
+    assert estimate_seconds(times, "two_stage_deformable", 5, (3, 3)) == 450.0
+    assert estimate_seconds(times, "two_stage_deformable", 5, (1, 6)) == 500.0  # no run of that depth: all of them
+    assert estimate_seconds(times, "two_stage_deformable", 5) == 500.0
+
+
 def test_a_result_without_wall_time_is_named(tmp_path):
     (tmp_path / "runs" / "t").mkdir(parents=True)
     (tmp_path / "runs" / "t" / "abc-s0.json").write_text(json.dumps({"config": {}}))

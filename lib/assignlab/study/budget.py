@@ -3,9 +3,10 @@
 Every finished run has a result file under ``results/runs/<table>/`` with its wall time
 (``wall_time_s``, one process with the threads the runner gave it). Tables share runs, so each
 distinct run is charged once, to the first table of ``TABLES`` that plans it. A run not finished
-yet is estimated at the median wall time of the finished runs of the same base detector and
-schedule length (epochs); with none finished, at the median time per epoch of that base (else of
-all finished runs) times its epochs. A run paused while it trained counts with its pause.
+yet is estimated at the median wall time of the finished runs of the same base detector,
+schedule length (epochs) and encoder and decoder depth; with none of that depth finished, of the
+same base and schedule; with none of those, at the median time per epoch of that base (else of all
+finished runs) times its epochs. A run paused while it trained counts with its pause.
 
     python -m assignlab.study.budget results [--profile cpu] [--cores 2]
 """
@@ -17,14 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from assignlab.study.runner import plan_runs
+from assignlab.study.runner import PlannedRun, plan_runs
 from assignlab.study.specs import TABLES
 
 COLUMNS = ["table", "runs", "finished", "hours_spent", "hours_left_estimate"]
+TIME_COLUMNS = ["run_id", "base", "epochs", "enc_layers", "dec_layers", "wall_time_s"]
 
 
 def finished_run_times(results_dir: str | Path) -> pd.DataFrame:
-    """One line per distinct finished run: run_id, base, epochs, wall_time_s (read from its result file)."""
+    """One line per distinct finished run: run_id, base, epochs, enc_layers, dec_layers, wall_time_s
+    (read from its result file)."""
     lines = {}
     for path in sorted(Path(results_dir).glob("runs/*/*.json")):
         if path.stem in lines:
@@ -32,20 +35,27 @@ def finished_run_times(results_dir: str | Path) -> pd.DataFrame:
         try:
             record = json.loads(path.read_text())
             config = record["config"]
-            lines[path.stem] = {"run_id": path.stem, "base": config["model"]["base"],
-                                "epochs": int(config["train"]["epochs"]), "wall_time_s": float(record["wall_time_s"])}
+            model = config["model"]
+            lines[path.stem] = {"run_id": path.stem, "base": model["base"], "epochs": int(config["train"]["epochs"]),
+                                "enc_layers": int(model["enc_layers"]), "dec_layers": int(model["dec_layers"]),
+                                "wall_time_s": float(record["wall_time_s"])}
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-            raise ValueError(f"{path}: not a run result with config.model.base, config.train.epochs and "
-                             f"wall_time_s ({type(err).__name__}: {err})") from err
-    return pd.DataFrame(list(lines.values()), columns=["run_id", "base", "epochs", "wall_time_s"])
+            raise ValueError(f"{path}: not a run result with config.model.base, .enc_layers, .dec_layers, "
+                             f"config.train.epochs and wall_time_s ({type(err).__name__}: {err})") from err
+    return pd.DataFrame(list(lines.values()), columns=TIME_COLUMNS)
 
 
-def estimate_seconds(times: pd.DataFrame, base: str, epochs: int) -> float:
-    """Median wall time of the finished runs of ``base`` at ``epochs``; else ``epochs`` times the
-    median time per epoch of the finished runs of ``base``, else of all finished runs; NaN when
-    nothing has finished."""
+def estimate_seconds(times: pd.DataFrame, base: str, epochs: int, layers: tuple[int, int] | None = None) -> float:
+    """Median wall time of the finished runs of ``base`` at ``epochs`` with ``layers`` = (encoder,
+    decoder) layers; else of ``base`` at ``epochs`` at any depth; else ``epochs`` times the median
+    time per epoch of the finished runs of ``base``, else of all finished runs; NaN when nothing
+    has finished."""
     same_base = times[times["base"] == base]
     same = same_base[same_base["epochs"] == epochs]
+    if layers is not None:
+        same_depth = same[(same["enc_layers"] == layers[0]) & (same["dec_layers"] == layers[1])]
+        if len(same_depth):
+            return float(same_depth["wall_time_s"].median())
     if len(same):
         return float(same["wall_time_s"].median())
     for finished in (same_base, times):
@@ -69,11 +79,15 @@ def budget_table(results_dir: str | Path = "results", profile: str = "cpu") -> p
         left = [run for run in runs if run.run_id not in by_id.index]
         lines.append({"table": name, "runs": len(runs), "finished": len(done),
                       "hours_spent": by_id.loc[[run.run_id for run in done], "wall_time_s"].sum() / 3600,
-                      "hours_left_estimate": sum(estimate_seconds(times, run.config.model.base, run.config.train.epochs)
-                                                 for run in left) / 3600})
+                      "hours_left_estimate": sum(_estimate_run_seconds(times, run) for run in left) / 3600})
     table = pd.DataFrame(lines, columns=COLUMNS)
     total = {"table": "total", **{column: table[column].sum() for column in COLUMNS[1:]}}
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype({"runs": int, "finished": int})
+
+
+def _estimate_run_seconds(times: pd.DataFrame, run: PlannedRun) -> float:
+    model = run.config.model
+    return estimate_seconds(times, model.base, run.config.train.epochs, (model.enc_layers, model.dec_layers))
 
 
 def main(argv: list[str] | None = None) -> int:
