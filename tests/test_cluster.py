@@ -89,6 +89,13 @@ def test_a_half_written_claim_counts_as_live_until_it_is_old(tmp_path):
     assert claims.acquire(tmp_path, _owner("b"), stale_after_s=60).owner == "b"
 
 
+def _stale_claim(tmp_path) -> claims.Claim:
+    old = time.time() - 1000
+    stale = claims.Claim("gone", "slurm", "1", "far", 1, old, old)
+    (tmp_path / "claim.json").write_text(json.dumps(stale.to_dict()))
+    return stale
+
+
 def _race(folder: str, index: int, start: float, stale_after_s: float, wins) -> None:
     while time.time() < start:
         pass
@@ -101,8 +108,7 @@ def _race(folder: str, index: int, start: float, stale_after_s: float, wins) -> 
 @pytest.mark.parametrize("stale_claim_first", [False, True])
 def test_of_many_processes_claiming_at_once_exactly_one_wins(tmp_path, stale_claim_first):
     if stale_claim_first:
-        old = time.time() - 1000
-        (tmp_path / "claim.json").write_text(json.dumps(claims.Claim("gone", "slurm", "1", "far", 1, old, old).to_dict()))
+        _stale_claim(tmp_path)
     context = multiprocessing.get_context("fork")
     wins = context.Queue()
     start = time.time() + 0.3
@@ -116,6 +122,26 @@ def test_of_many_processes_claiming_at_once_exactly_one_wins(tmp_path, stale_cla
         winners.append(wins.get())
     assert len(winners) == 1
     assert claims.read_claim(tmp_path).owner == f"racer-{winners[0]}"
+
+
+def test_a_takeover_never_removes_a_claim_written_after_the_stale_one_was_judged(tmp_path):
+    judged = _stale_claim(tmp_path)
+    fresh = claims.acquire(tmp_path / "other", _owner("fresh"))  # a live claim, moved into place
+    (tmp_path / "other" / "claim.json").replace(tmp_path / "claim.json")
+    claims._remove_if_unchanged(tmp_path / "claim.json", judged)
+    assert claims.read_claim(tmp_path) == fresh
+    assert not (tmp_path / ".claim.json.takeover").exists()
+
+
+def test_a_stale_claim_is_left_alone_while_another_process_takes_it_over(tmp_path):
+    _stale_claim(tmp_path)
+    (tmp_path / ".claim.json.takeover").write_text("")  # another process's takeover lock
+    assert claims.acquire(tmp_path, _owner("late"), stale_after_s=60) is None
+    assert claims.read_claim(tmp_path).owner == "gone"
+    old = time.time() - 2 * claims.TAKEOVER_LOCK_STALE_S  # its holder died holding it
+    os.utime(tmp_path / ".claim.json.takeover", (old, old))
+    assert claims.acquire(tmp_path, _owner("late"), stale_after_s=60).owner == "late"
+    assert not (tmp_path / ".claim.json.takeover").exists()
 
 
 def test_the_heartbeat_is_refreshed_and_notices_a_takeover(tmp_path):

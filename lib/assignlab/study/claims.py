@@ -10,8 +10,11 @@ timeout (``stale_after_s``; default 10 minutes, or ``ASSIGNLAB_STALE_CLAIM_S``),
 names a process on this host that no longer exists.
 
 The claim is created with ``O_CREAT | O_EXCL`` (atomic on local disks and on NFS v3+): of two
-processes that claim a free run, exactly one succeeds. A stale claim is taken over by renaming it
-away first; only the process whose rename moved the very claim it judged stale goes on.
+processes that claim a free run, exactly one succeeds. A stale claim is removed only by the holder
+of the run's takeover lock (``.claim.json.takeover``, also created with ``O_EXCL``), and only if it
+is still the claim judged stale; the claim is then created as above, so a takeover race has one
+winner too. A takeover lock older than ``TAKEOVER_LOCK_STALE_S`` (its holder died within the few
+milliseconds it holds it) is removed.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ CLAIM_NAME = "claim.json"
 STALE_ENV = "ASSIGNLAB_STALE_CLAIM_S"
 DEFAULT_STALE_AFTER_S = 600.0
 DEFAULT_HEARTBEAT_S = 30.0
+TAKEOVER_LOCK_STALE_S = 60.0
 
 
 def stale_after(seconds: float | None = None) -> float:
@@ -187,8 +191,9 @@ def acquire(run_dir: str | Path, owner: Owner | None = None, stale_after_s: floa
     path = claim_path(run_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     for _ in range(5):  # a few rounds of losing races to other claimers
-        if _create_exclusive(path, _new_claim(owner)):
-            return read_claim(run_dir)
+        claim = _new_claim(owner)
+        if _create_exclusive(path, claim):
+            return claim
         held = read_claim(run_dir)
         if held is None:
             continue  # released in between
@@ -198,32 +203,26 @@ def acquire(run_dir: str | Path, owner: Owner | None = None, stale_after_s: floa
             return renewed
         if held.stale_reason(timeout) is None:
             return None
-        if not _remove_if_unchanged(path, held, owner):
-            continue
+        _remove_if_unchanged(path, held)
     return None
 
 
-def _remove_if_unchanged(path: Path, judged: Claim, owner: Owner) -> bool:
-    """Move the stale claim ``judged`` out of the way; False when the file changed meanwhile
-    (another process took the run over first), in which case it is put back."""
-    aside = path.with_name(f".{path.name}.{owner.host}.{owner.pid}.stale")
+def _remove_if_unchanged(path: Path, judged: Claim) -> None:
+    """Remove the stale claim ``judged`` under the run's takeover lock, unless the claim file no
+    longer holds it (another process took the run over first) or another process holds the lock."""
+    lock = path.with_name(f".{path.name}.takeover")
+    if not _create_exclusive(lock, judged):
+        try:
+            if time.time() - lock.stat().st_mtime > TAKEOVER_LOCK_STALE_S:
+                lock.unlink(missing_ok=True)
+        except FileNotFoundError:
+            pass
+        return
     try:
-        os.rename(path, aside)
-    except FileNotFoundError:
-        return True
-    try:
-        moved = _parse_claim(aside.read_text())
-    except OSError:
-        moved = None
-    if moved == judged or (moved is None and judged.owner == "unknown"):
-        aside.unlink(missing_ok=True)
-        return True
-    try:  # we moved someone's fresh claim: put it back unless yet another claim appeared
-        os.link(aside, path)
-    except FileExistsError:
-        pass
-    aside.unlink(missing_ok=True)
-    return False
+        if read_claim(path.parent) == judged:
+            path.unlink(missing_ok=True)
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def refresh(claim: Claim, run_dir: str | Path) -> Claim | None:
