@@ -13,6 +13,7 @@ import warnings
 import pytest
 import torch
 from PIL import Image
+from scipy.optimize import linear_sum_assignment
 
 transformers = pytest.importorskip("transformers")
 deta = pytest.importorskip("transformers.models.deprecated.deta")
@@ -128,6 +129,9 @@ def test_encoder_proposals_match(outputs):
 
 
 def test_selected_queries_match(outputs):
+    """Assumes both select the same proposals in the same order: the encoder scores of the two
+    models differ by about 1e-6, ten times less than the closest gap that decides the selection
+    of this fixture (measured)."""
     ours, theirs = outputs
     indices = ours["proposal_indices"]
     assert indices.shape == (2, NUM_QUERIES)
@@ -158,9 +162,14 @@ def test_final_detections_match(imported, outputs):
     our_detections = build_postprocessor(imported.config.model)(ours, sizes)
     for mine, other in zip(our_detections, their_detections):
         assert len(mine["scores"]) == len(other["scores"]) == 100
-        assert torch.equal(mine["labels"], other["labels"])
-        torch.testing.assert_close(mine["scores"], other["scores"], atol=TOL, rtol=0)
-        torch.testing.assert_close(mine["boxes"], other["boxes"].float(), atol=0.05, rtol=0)  # pixels
+        # the same detections, matched one to one: two detections whose scores differ by less
+        # than the models' ~1e-6 logit difference may be listed in either order
+        same = ((mine["labels"][:, None] == other["labels"][None])
+                & ((mine["scores"][:, None] - other["scores"][None]).abs() <= TOL)
+                & ((mine["boxes"][:, None] - other["boxes"].float()[None]).abs().amax(-1) <= 0.05))  # pixels
+        rows, cols = linear_sum_assignment(-same.double().numpy())
+        assert same[rows, cols].all(), f"{int((~same[rows, cols]).sum())} detections without a counterpart"
+        torch.testing.assert_close(mine["scores"], other["scores"], atol=TOL, rtol=0)  # both sorted by score
 
 
 def test_valid_only_selection_is_our_deviation_and_the_switch_restores_theirs():
@@ -367,7 +376,8 @@ def test_coco_id_labels_are_translated_for_evaluation(tiny_coco, imported):
 # ------------------------------------------------------------------------------ bad input
 @pytest.fixture(scope="module")
 def official_state(official_file):
-    return torch.load(official_file, weights_only=False)["model"]
+    with torch.serialization.safe_globals([argparse.Namespace]):  # the official files pickle their args
+        return torch.load(official_file, weights_only=True)["model"]
 
 
 def _cli_fails(tmp_path, capsys, *args):

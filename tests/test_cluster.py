@@ -251,6 +251,7 @@ def test_a_run_of_several_processes_trains_through_torchrun(tmp_path):
 
 
 def test_a_table_through_submitit_matches_the_local_executor(tmp_path):
+    """Exact equality on one machine: both executors train each run in one process at one thread."""
     data = str(tmp_path / "data")
     local = run_table(TWO_RUNS, "smoke", workers=2, threads_per_worker=1, results_dir=tmp_path / "a" / "results",
                       data_root=data, progress=False)
@@ -349,6 +350,8 @@ def test_several_tables_take_a_held_table_last_and_then_wait_for_it(tmp_path, mo
 
 
 def test_a_preempted_job_is_requeued_and_resumes_to_the_uninterrupted_result(tmp_path):
+    """Exact equality on one machine: the requeued job and the uninterrupted run both train at one
+    thread (keep ``threads=1`` on both sides)."""
     config = preset("smoke").override({"data.root": str(tmp_path / "data"), "train.epochs": 2,
                                        "data.synth_train_images": 96})
     request = TrainRequest(config.to_json(), 0, str(tmp_path / "preempted"), threads=1)
@@ -387,7 +390,7 @@ def test_status_shows_each_run_finished_running_failed_interrupted_or_missing(tm
     paths = StudyPaths.make(results, cache)
     finished, running, failed, interrupted, stale = runs[:5]
     paths.result_file("deta_table5", finished.run_id).parent.mkdir(parents=True)
-    paths.result_file("deta_table5", finished.run_id).write_text(json.dumps({"metrics": {}}))
+    paths.result_file("deta_table5", finished.run_id).write_text(json.dumps({"metrics": {"AP": 1.0}}))
     claims.acquire(paths.run_dir(running.run_id), claims.Owner("slurm:991", "slurm", "991", socket.gethostname(),
                                                                  os.getpid()))
     paths.run_dir(failed.run_id).mkdir(parents=True)

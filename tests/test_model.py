@@ -84,6 +84,7 @@ def test_forward_backward_reaches_every_part():
 
 
 def test_deterministic_for_a_seed():
+    """The same seed builds the same model: two builds in one process, same machine and threads."""
     images = torch.randn(1, 3, 64, 64)
     first, second = smoke_model(seed=3)(images), smoke_model(seed=3)(images)
     assert torch.equal(first["pred_logits"], second["pred_logits"])

@@ -136,6 +136,8 @@ def test_gradcheck_value_locations_weights():
 
 
 def test_backward_is_bitwise_deterministic_across_runs_and_threads():
+    """On one machine and one kernel build (AVX2 or portable): the op's backward accumulates in a
+    fixed order whatever the thread count. Not a promise across CPUs."""
     inputs = make_inputs([[32, 32], [16, 16], [8, 8]], 2, 4, 32, 400, 4, dtype=torch.float32)
     grad = torch.randn(2, 400, 4 * 32, generator=torch.Generator().manual_seed(2))
     threads = torch.get_num_threads()

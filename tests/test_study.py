@@ -282,7 +282,8 @@ def _write_results(results_dir, spec, values):
 
 
 def test_regenerating_a_table_writes_the_same_files(tmp_path):
-    # make reproduce with every run cached must give identical tables and figures
+    """make reproduce with every run cached gives identical tables and figures (same machine and
+    environment: PNG bytes depend on the matplotlib version)."""
     spec = _synthetic_spec()
     _write_results(tmp_path, spec, {"A": [10.0, 12.0, 14.0], "B": [9.0, 10.0, 11.0], "C": [5.0, 6.0, 7.0]})
     first = aggregate.aggregate_table(spec, "smoke", seeds=[0, 1, 2], results_dir=tmp_path)

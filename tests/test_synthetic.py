@@ -21,6 +21,7 @@ def _digest(root):
 
 
 def test_same_seed_same_bytes_whatever_the_worker_count(tmp_path):
+    """On one machine (numpy may pick other SIMD maths on another CPU): one worker or two."""
     spec = SynthSpec(images=6, size=96, seed=11)
     generate_split(tmp_path / "a", "train", spec, workers=1, progress=False)
     generate_split(tmp_path / "b", "train", spec, workers=2, progress=False)

@@ -7,6 +7,7 @@ Each command lives in its own module, which exposes ``add_arguments(parser)`` an
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -43,12 +44,14 @@ def main(argv: list[str] | None = None) -> int:
 
 TRACEBACK_ENV = "ASSIGNLAB_TRACEBACK"  # set to 1 for the full traceback of a bad-input error
 INPUT_ERRORS = (ValueError, KeyError, FileNotFoundError)  # what bad configs, names and paths raise
+OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)  # a full disk or quota: one error line, exit status 1
 
 
 def entry_point(argv: list[str] | None = None) -> int:
     """``python -m assignlab`` and the ``assignlab`` script: :func:`main`, with a bad-input error
     (unknown preset, config field or table, missing file, invalid value) printed as one line
-    ``error: ...`` and exit status 2 instead of a traceback."""
+    ``error: ...`` and exit status 2 instead of a traceback; a full disk while a file is written as
+    one ``error:`` line naming the file and exit status 1 (the previous file is kept)."""
     try:
         return main(argv)
     except INPUT_ERRORS as err:
@@ -57,3 +60,8 @@ def entry_point(argv: list[str] | None = None) -> int:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}\n(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in OUT_OF_SPACE or os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 1

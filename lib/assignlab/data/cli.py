@@ -1,7 +1,8 @@
-"""``python -m assignlab data {synth,check}``."""
+"""``python -m assignlab data {synth,prepare,check}``."""
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from assignlab.data.areas import scaled_area_ranges
 
@@ -51,10 +52,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"preset {args.preset}: synthetic data ready in {dataset_root(cfg)}")
         return 0
     if args.data_command == "check":
-        from assignlab.data.coco import CocoDetection
-
-        dataset = CocoDetection(args.images, args.ann)
-        n_anns = len(dataset.coco.anns)
-        print(f"{args.ann}: {len(dataset)} images, {n_anns} annotations, {len(dataset.category_ids)} categories: OK")
-        return 0
+        return check(args.ann, args.images)
     raise AssertionError(args.data_command)
+
+
+def check(ann_file: str, image_dir: str) -> int:
+    """``data check``: load and validate the annotation file, open every image header, print what
+    was kept, clipped and dropped. Bad input raises ``DatasetError`` (one ``error:`` line, exit 2)."""
+    from assignlab.data.coco import CocoDetection
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the report below counts what the warnings would say
+        dataset = CocoDetection(image_dir, ann_file)
+    dataset.verify_images()
+    report = dataset.report
+    print(f"{ann_file}: {report.images} images, {report.annotations} annotations, {report.categories} categories: OK")
+    print("\n".join(report.lines()))
+    return 0

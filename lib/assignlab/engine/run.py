@@ -37,6 +37,7 @@ from assignlab.engine.loop import (
     train_one_epoch,
 )
 from assignlab.engine.optim import build_optimizer
+from assignlab.jsonio import read_json, write_json_atomic
 from assignlab.losses.criterion import Criterion
 from assignlab.models.build import build_model, build_postprocessor
 
@@ -70,12 +71,6 @@ def git_commit() -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    tmp.replace(path)
 
 
 def resolve_config(cfg: Config, dataset) -> Config:
@@ -126,7 +121,7 @@ def train_run(
     dist.barrier()
     result_path = out / RESULT_NAME
     if result_path.exists():
-        return json.loads(result_path.read_text())
+        return read_json(result_path)
 
     seed_everything(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)

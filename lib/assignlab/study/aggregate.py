@@ -17,18 +17,23 @@ import numpy as np
 import pandas as pd
 
 from assignlab.study.paper import paper_value
-from assignlab.study.runner import StudyPaths, TableRunReport, plan_runs, read_json
+from assignlab.study.runner import RESULT_METRICS, StudyPaths, TableRunReport, plan_runs, read_result
 from assignlab.study.specs import Claim, TableSpec, get_table
 from assignlab.study.stats import (UNTRAINED, UNTRAINED_AP_FLOOR, claim_verdict, detectable_difference, holm_adjust,
                                    paired_p_value, t_interval)
 
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+METRICS = RESULT_METRICS
 
 
 def collect_results(table: str | TableSpec, profile: str, seeds: Any = None, results_dir: str | Path = "results",
                     data_root: str | None = None) -> pd.DataFrame:
     """Long table, one line per (row, seed) that has a result file: row, seed, run_id, the COCO
-    metrics and wall_time_s. Rows that share a run each get its line."""
+    metrics and wall_time_s. Rows that share a run each get its line.
+
+    A damaged result file (not valid JSON, not an object, no numeric ``metrics.AP``, a metric that
+    is not a number) stops with a ValueError naming the file and the field: a table silently
+    without that run would differ from the study's. (``run_table`` moves such files aside and
+    trains the run again.)"""
     spec = get_table(table)
     paths = StudyPaths.make(results_dir)
     lines = []
@@ -36,10 +41,8 @@ def collect_results(table: str | TableSpec, profile: str, seeds: Any = None, res
         path = paths.result_file(spec.name, run.run_id)
         if not path.exists():
             continue
-        record = read_json(path)
-        metrics = record.get("metrics")
-        if not isinstance(metrics, dict) or "AP" not in metrics:
-            raise ValueError(f"{path}: field 'metrics' lacks 'AP'")
+        record = read_result(path)
+        metrics = record["metrics"]
         for row in run.rows:
             lines.append({"row": row, "seed": run.seed, "run_id": run.run_id,
                           **{m: float(metrics.get(m, math.nan)) for m in METRICS},

@@ -5,6 +5,7 @@
     python -m assignlab study run --table deta_table6 --table deta_table5 --workers 1   # in turn
     python -m assignlab study run --table deta_table1 --profile paper --executor slurm --slurm-config slurm.yaml
     python -m assignlab study status --table deta_table5 --profile cpu
+    python -m assignlab study aggregate --table deta_table1 --profile cpu   # tables only, no training
 """
 from __future__ import annotations
 
@@ -16,7 +17,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     sub.add_parser("list", help="the tables, their rows and runs per profile")
     for name, help_text in (("run", "train the missing runs of a table, then write its table and figure"),
-                            ("status", "each run of a table: finished / running / failed / interrupted / missing")):
+                            ("status", "each run of a table: finished / damaged / running / failed / interrupted / "
+                                       "missing"),
+                            ("aggregate", "write a table and figure from the result files there are (trains "
+                                          "nothing; a damaged result file is an error naming it)")):
         action = sub.add_parser(name, help=help_text)
         action.add_argument("--table", required=True, action="append", dest="tables", metavar="TABLE",
                             help="table name (see `study list`); repeat it for several tables, taken in turn "
@@ -62,6 +66,15 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "status":
         for table in args.tables:
             print_status(table, args)
+        return 0
+    if args.action == "aggregate":
+        from assignlab.study.aggregate import aggregate_table
+        from assignlab.study.specs import get_table
+
+        for table in args.tables:
+            result = aggregate_table(get_table(table).on_base(args.base), args.profile, args.seeds,
+                                     args.results_dir, args.data_root)
+            print(result.files["markdown"].read_text(), flush=True)
         return 0
     from assignlab.study.table import reproduce_tables
 

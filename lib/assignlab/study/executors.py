@@ -39,6 +39,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import submitit
 
+from assignlab.jsonio import read_json
 from assignlab.study import claims
 
 EXECUTORS = ("local", "slurm")
@@ -325,7 +326,7 @@ def torchrun_command(request: TrainRequest, folder: Path, master: str, job_id: s
 
 def _finished_result(folder: Path) -> dict[str, Any] | None:
     path = folder / "result.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def _write_error(folder: Path, message: str) -> None:

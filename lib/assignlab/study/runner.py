@@ -25,9 +25,9 @@ with ``if __name__ == "__main__":`` (notebooks and ``python -m assignlab study``
 """
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
+import signal
 import socket
 import sys
 import time
@@ -40,6 +40,7 @@ from typing import Any, Sequence
 from tqdm import tqdm
 
 from assignlab.config import Config
+from assignlab.jsonio import read_json, remove_stale_tmp_files, write_json_atomic
 from assignlab.study import claims
 from assignlab.study.claims import CLAIM_NAME
 from assignlab.study.executors import (
@@ -135,24 +136,91 @@ class StudyPaths:
         return self.cache_dir.parent / "submitit"
 
     def find_result_elsewhere(self, run_id: str) -> Path | None:
-        """A finished copy of the run in any table's folder, or None."""
+        """A finished copy of the run in any table's folder, or None (damaged copies do not count)."""
         hits = sorted((self.results_dir / "runs").glob(f"*/{run_id}.json"))
-        return hits[0] if hits else None
+        return next((hit for hit in hits if result_is_valid(hit)), None)
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file in the same folder, then rename (readers never see half a file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1, sort_keys=True))
-    tmp.replace(path)
+# ------------------------------------------------------------------------------- result files
+RESULT_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 
 
-def read_json(path: Path) -> dict[str, Any]:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def result_problem(record: Any) -> str | None:
+    """What is wrong with a finished run's record (None: nothing): it must be an object whose
+    ``metrics.AP`` is a number; the other COCO metrics and ``wall_time_s``, where present, too."""
+    if not isinstance(record, dict):
+        return f"expected a JSON object at the top level, got {type(record).__name__}"
+    if "metrics" not in record:
+        return "field 'metrics' is missing"
+    metrics = record["metrics"]
+    if not isinstance(metrics, dict):
+        return f"field 'metrics' is {metrics!r:.60}, not an object"
+    if "AP" not in metrics:
+        return "field 'metrics.AP' is missing"
+    for name in RESULT_METRICS:
+        if name in metrics and not _is_number(metrics[name]):
+            return f"field 'metrics.{name}' is {metrics[name]!r:.60}, not a number"
+    if "wall_time_s" in record and not _is_number(record["wall_time_s"]):
+        return f"field 'wall_time_s' is {record['wall_time_s']!r:.60}, not a number"
+    return None
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A finished run's record from ``path``; ValueError naming the file and what is wrong when it
+    is not valid JSON (truncated, damaged) or lacks a numeric ``metrics.AP`` (see :func:`result_problem`)."""
+    record = read_json(path)
+    problem = result_problem(record)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
+    return record
+
+
+def result_is_valid(path: Path) -> bool:
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        read_result(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def damaged_name(path: Path) -> Path:
+    """Where a damaged ``path`` is moved: ``<name>.damaged-<YYYYmmdd-HHMMSS>`` beside it (never an existing file)."""
+    stem = f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+    aside, n = path.with_name(stem), 1
+    while aside.exists():
+        aside, n = path.with_name(f"{stem}-{n}"), n + 1
+    return aside
+
+
+def set_aside_if_damaged(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(record, None) when ``path`` is a valid result file; (None, None) when it does not exist;
+    (None, message) after a damaged one was moved aside (see :func:`damaged_name`), the message
+    naming the file, what is wrong and where it went."""
+    for _ in range(3):  # a file replaced while it was read is looked at again
+        try:
+            before = path.stat()
+            return read_result(path), None
+        except FileNotFoundError:
+            return None, None
+        except ValueError as err:
+            problem = str(err)
+        try:
+            now = path.stat()
+        except FileNotFoundError:  # another runner moved it aside meanwhile
+            return None, None
+        if (now.st_ino, now.st_mtime_ns, now.st_size) != (before.st_ino, before.st_mtime_ns, before.st_size):
+            continue
+        aside = damaged_name(path)
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None, None
+        return None, f"damaged result file {problem}; moved it aside to {aside}"
+    raise ValueError(f"{path}: keeps changing while it is read")
 
 
 def study_record(result: dict[str, Any], run: PlannedRun, profile: str) -> dict[str, Any]:
@@ -161,10 +229,30 @@ def study_record(result: dict[str, Any], run: PlannedRun, profile: str) -> dict[
 
 
 # ------------------------------------------------------------------------------------ workers
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     import torch
 
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: this worker gets SIGKILL when the runner process that started it ends. A runner killed
+    with SIGKILL cannot stop its workers, and a notebook's kernel runs in a session of its own, so
+    killing ``make reproduce``'s process group would otherwise leave them training on as orphans
+    (holding their claims) and then waiting forever for tasks that never come."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the runner ended before prctl took effect
+        os._exit(1)
 
 
 def train_in_worker(request: TrainRequest) -> dict[str, Any]:
@@ -264,6 +352,9 @@ def run_table(
     paths = StudyPaths.make(results_dir, cache_dir)
     threads = threads_per_worker or default_threads(workers)
     start = time.time()
+    table_dir = paths.results_dir / "runs" / spec.name
+    if table_dir.is_dir():  # temporary files of a runner killed while it wrote a result
+        remove_stale_tmp_files(table_dir)
     report = TableRunReport(spec.name, profile)
     pending: list[PlannedRun] = []
     for run in plan_runs(spec, profile, seeds, data_root):
@@ -295,19 +386,30 @@ def run_table(
 
 
 def _reuse(run: PlannedRun, paths: StudyPaths, profile: str) -> RunOutcome | None:
-    """The outcome of a run that needs no training (finished here, in another table, or in the cache)."""
+    """The outcome of a run that needs no training (finished here, in another table, or in the cache).
+
+    A damaged result file (truncated or unreadable JSON, no numeric ``metrics.AP``) in the table's
+    folder or the run's training folder is moved aside, said so on stderr, and counts as missing."""
     target = paths.result_file(run.table, run.run_id)
-    if target.exists():
-        record = read_json(target)
-        if sorted(record.get("rows", [])) != sorted(run.rows):  # the spec's row labels changed
+    record, damaged = set_aside_if_damaged(target)
+    if damaged:
+        print(f"warning: {damaged}; the run counts as missing and is trained (or copied) again",
+              file=sys.stderr, flush=True)
+    if record is not None:
+        rows = record.get("rows")
+        if not isinstance(rows, list) or sorted(map(str, rows)) != sorted(run.rows):  # the spec's row labels changed
             write_json_atomic(target, study_record(record, run, profile))
         return RunOutcome(run, "finished", target)
     elsewhere = paths.find_result_elsewhere(run.run_id)
-    cached = paths.run_dir(run.run_id) / "result.json"
-    source = elsewhere if elsewhere is not None else cached if cached.exists() else None
-    if source is None:
+    if elsewhere is not None:
+        record = read_result(elsewhere)
+    else:
+        record, damaged = set_aside_if_damaged(paths.run_dir(run.run_id) / "result.json")
+        if damaged:  # train_run would stop on it; without it, the run resumes from its last checkpoint
+            print(f"warning: {damaged}; the run resumes from its checkpoint", file=sys.stderr, flush=True)
+    if record is None:
         return None
-    write_json_atomic(target, study_record(read_json(source), run, profile))
+    write_json_atomic(target, study_record(record, run, profile))
     return RunOutcome(run, "reused", target)
 
 
@@ -363,7 +465,7 @@ def _train_in_pool(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, 
     outcomes, interrupted, claimed = [], [], []
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=min(workers, len(runs)), mp_context=context,
-                             initializer=_init_worker, initargs=(threads,)) as pool:
+                             initializer=_init_worker, initargs=(threads, os.getpid())) as pool:
         futures = {pool.submit(train_in_worker, _request(run, paths, device, max_steps_per_epoch, stale_after_s)): run
                    for run in runs}
         for future in as_completed(futures):
@@ -464,12 +566,18 @@ def _wait_for_other_owners(runs: Sequence[PlannedRun], paths: StudyPaths, profil
 
 # ------------------------------------------------------------------------------------- status
 def run_state(run: PlannedRun, paths: StudyPaths, stale_after_s: float | None = None) -> tuple[str, str]:
-    """(state, detail): finished / running (where) / failed (log) / interrupted (resumable) / missing."""
-    if paths.result_file(run.table, run.run_id).exists():
-        return "finished", str(paths.result_file(run.table, run.run_id))
+    """(state, detail): finished / damaged (its result file; what is wrong) / running (where) /
+    failed (log) / interrupted (resumable) / missing."""
+    target = paths.result_file(run.table, run.run_id)
+    if target.exists():
+        try:
+            read_result(target)
+        except ValueError as err:
+            return "damaged", f"{err} (moved aside and trained again on the next run of the table)"
+        return "finished", str(target)
     elsewhere = paths.find_result_elsewhere(run.run_id)
     folder = paths.run_dir(run.run_id)
-    if elsewhere is not None or (folder / "result.json").exists():
+    if elsewhere is not None or result_is_valid(folder / "result.json"):
         return "finished", f"in {elsewhere or folder / 'result.json'} (copied on the next run of the table)"
     held = claims.read_claim(folder)
     stale = held.stale_reason(claims.stale_after(stale_after_s)) if held is not None else None
