@@ -7,21 +7,17 @@ import pandas as pd
 import pytest
 import torch
 
-from assignlab.analysis.matches import (
-    TrainedModel,
-    analyse_alignment,
-    best_regressed_hits,
-    match_picture,
-    matched_confidence_iou,
-    pearson_r,
-)
+from assignlab.analysis.matches import match_picture
 from assignlab.analysis.runtime import MODULES, time_modules
 from assignlab.assign.base import AssignResult
+from assignlab.diagnostics import TrainedModel, analyse_alignment, best_regressed_hits, matched_confidence_iou, pearson_r
 from assignlab.losses.criterion import Criterion
 from assignlab.models.build import build_model, build_postprocessor
-from assignlab.study.index import build_index
-from assignlab.study.runner import plan_runs
-from assignlab.study.specs import TABLES, deta, get_profile, hungarian
+from assignlab.study.report.index import build_index
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.tables.catalogue import TABLES
+from assignlab.study.tables.methods import deta, hungarian
+from assignlab.study.tables.profiles import get_profile
 
 OBJECTS = torch.tensor([[0.25, 0.25, 0.2, 0.2], [0.75, 0.75, 0.2, 0.2]])
 # p0 = object 0 exactly, p1 = object 1 shifted right by 0.05 (IoU 0.6), p2 = object 1 exactly, p3 = elsewhere

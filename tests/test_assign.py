@@ -30,7 +30,8 @@ def pairs(result: AssignResult):
 
 def iou_assign(objects, boxes, k=None, behaviour="released", low_quality=True, valid=None, threshold=0.6):
     """Stage-2-like assignment without subsampling (positive_fraction 1)."""
-    assigner = IoUAssigner((threshold,), low_quality, 1.0, None, k, behaviour)
+    assigner = IoUAssigner((threshold,), allow_low_quality=low_quality, positive_fraction=1.0, batch_per_image=None,
+                           object_balance_k=k, topk_behaviour=behaviour)
     n = boxes.shape[0]
     return assigner.assign_image(torch.zeros(n, 1), boxes, torch.zeros(len(objects), dtype=torch.long), objects,
                                  reference_boxes=boxes, valid=valid)
@@ -140,7 +141,8 @@ def test_stage1_subsampling_limits_positives_only():
     # one big object, 40 anchors all with IoU >= .7: at most int(16 * .5) = 8 positives survive
     objects = torch.tensor([[0.5, 0.5, 0.5, 0.5]])
     anchors = objects.repeat(40, 1) + torch.linspace(0, 0.02, 40)[:, None] * torch.tensor([1.0, 0, 0, 0])
-    assigner = IoUAssigner((0.3, 0.7), True, 0.5, 16, None, "released")
+    assigner = IoUAssigner((0.3, 0.7), allow_low_quality=True, positive_fraction=0.5, batch_per_image=16,
+                           object_balance_k=None, topk_behaviour="released")
     args = (torch.zeros(1, 40, 1), anchors[None], [torch.zeros(1, dtype=torch.long)], [objects])
     first = assigner(*args, reference_boxes=anchors[None], generator=torch.Generator().manual_seed(3))[0]
     second = assigner(*args, reference_boxes=anchors[None], generator=torch.Generator().manual_seed(3))[0]
@@ -232,7 +234,8 @@ def test_every_assigner_handles_no_objects():
     logits, boxes, _, _ = random_image(3)
     no_labels, no_boxes = torch.zeros(0, dtype=torch.long), torch.zeros(0, 4)
     assigners = [HungarianAssigner(MatchCost()), HungarianAssigner(MatchCost(), copies=3),
-                 IoUAssigner((0.3, 0.7), True, 0.5, 256, 4), MixedAssigner(MatchCost(), 3)]
+                 IoUAssigner((0.3, 0.7), allow_low_quality=True, positive_fraction=0.5, batch_per_image=256,
+                             object_balance_k=4), MixedAssigner(MatchCost(), 3)]
     for assigner in assigners:
         (result,) = assigner(logits[None], boxes[None], [no_labels], [no_boxes], reference_boxes=boxes[None])
         assert result.num_matches == 0 and result.num_gts == 0 and result.gt_index.eq(-1).all()
@@ -293,7 +296,8 @@ def test_batch_of_one_equals_batch_element():
     labels = [torch.tensor([0, 2]), torch.tensor([1, 1, 0])]
     gts = [torch.rand(2, 4, generator=g) * 0.4 + 0.2, torch.rand(3, 4, generator=g) * 0.4 + 0.2]
     assigners = [HungarianAssigner(MatchCost()), HungarianAssigner(MatchCost(), 2),
-                 IoUAssigner((0.6,), True, 1.0, None, 4), MixedAssigner(MatchCost(), 3, k_cap="per_image")]
+                 IoUAssigner((0.6,), allow_low_quality=True, positive_fraction=1.0, batch_per_image=None,
+                             object_balance_k=4), MixedAssigner(MatchCost(), 3, k_cap="per_image")]
     for assigner in assigners:
         batch = assigner(logits, boxes, labels, gts, reference_boxes=refs)
         for b in range(2):

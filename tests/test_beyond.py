@@ -8,17 +8,20 @@ import pandas as pd
 import pytest
 
 from assignlab.config import Config
-from assignlab.study import behaviours, evidence, growth
-from assignlab.study.beyond import (
+from assignlab.study.report import behaviours, evidence, growth
+from assignlab.study.report.stats import Interval
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.run.store import StudyPaths
+from assignlab.study.tables.beyond import (
     ALIGNMENT_ROWS,
     GROWTH_FACTORS,
     GROWTH_PAIRS,
     GrowthPair,
     notebook_name,
 )
-from assignlab.study.runner import StudyPaths, plan_runs
-from assignlab.study.specs import TABLES, ScaledSchedule, get_profile, scaled_schedule
-from assignlab.study.stats import Interval
+from assignlab.study.tables.catalogue import TABLES
+from assignlab.study.tables.overrides import ScaledSchedule, scaled_schedule
+from assignlab.study.tables.profiles import get_profile
 
 T_975 = {1: 12.706204736174707, 2: 4.302652729911275}  # Student t quantiles (df -> t_{0.975, df})
 BEYOND = ("released_topk", "released_kcap", *(p.name for p in GROWTH_PAIRS), "alignment_evidence",

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from assignlab.study.budget import budget_table, estimate_seconds, finished_run_times
-from assignlab.study.runner import plan_runs
+from assignlab.study.run.plan import plan_runs
 
 
 def _write_result(folder, run, wall_time_s):

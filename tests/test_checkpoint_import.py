@@ -19,13 +19,13 @@ transformers = pytest.importorskip("transformers")
 deta = pytest.importorskip("transformers.models.deprecated.deta")
 
 from assignlab.checkpoints.import_deta import CheckpointImportError, import_deta  # noqa: E402
-from assignlab.checkpoints.labels import dataset_labels_of, remap_postprocess  # noqa: E402
 from assignlab.cli import main  # noqa: E402
 from assignlab.data.coco import CocoDetection  # noqa: E402
 from assignlab.data.transforms import DetectionTransform  # noqa: E402
 from assignlab.engine.checkpoint import load_checkpoint  # noqa: E402
 from assignlab.engine.loop import evaluate_model  # noqa: E402
 from assignlab.models.build import build_model, build_postprocessor  # noqa: E402
+from assignlab.models.postprocess import dataset_labels_of, remap_postprocess  # noqa: E402
 
 NUM_QUERIES = 100
 DEC_LAYERS = 3

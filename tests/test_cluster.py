@@ -16,8 +16,8 @@ import torch
 
 from assignlab.cli import main as cli_main
 from assignlab.presets import preset
-from assignlab.study import claims
-from assignlab.study.executors import (
+from assignlab.study.run import locks
+from assignlab.study.run.executors import (
     SlurmSettings,
     SubmititRunner,
     TrainRequest,
@@ -25,15 +25,18 @@ from assignlab.study.executors import (
     load_slurm_settings,
     torchrun_command,
 )
-from assignlab.study.runner import StudyPaths, plan_runs, run_table
-from assignlab.study.specs import RowSpec, TableSpec, deta, hungarian
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.run.runner import run_table
+from assignlab.study.run.store import StudyPaths
+from assignlab.study.tables.methods import deta, hungarian
+from assignlab.study.tables.spec import RowSpec, TableSpec
 
 SUBMITIT_LOCAL = {"cluster": "local", "gpus_per_node": 0, "time_min": 10, "poll_s": 0.2}
 TWO_RUNS = TableSpec("two_runs", "two runs", claims=(), rows=(RowSpec("H", hungarian()), RowSpec("D", deta(4))))
 
 
-def _owner(token: str, pid: int | None = None, host: str | None = None) -> claims.Owner:
-    return claims.Owner(token, "local", None, host or socket.gethostname(), os.getpid() if pid is None else pid)
+def _owner(token: str, pid: int | None = None, host: str | None = None) -> locks.Owner:
+    return locks.Owner(token, "local", None, host or socket.gethostname(), os.getpid() if pid is None else pid)
 
 
 def _events(run_dir: Path) -> list[dict]:
@@ -50,48 +53,48 @@ def _losses(result: dict) -> list[float]:
 
 # ------------------------------------------------------------------------------------- claims
 def test_a_free_run_is_claimed_and_a_live_claim_is_respected(tmp_path):
-    mine = claims.acquire(tmp_path, _owner("me"))
+    mine = locks.acquire(tmp_path, _owner("me"))
     assert mine is not None and mine.owner == "me"
     on_disk = json.loads((tmp_path / "claim.json").read_text())
     assert on_disk["owner"] == "me" and on_disk["pid"] == os.getpid() and on_disk["host"] == socket.gethostname()
-    assert claims.acquire(tmp_path, _owner("other"), stale_after_s=60) is None  # live: our pid, fresh heartbeat
-    again = claims.acquire(tmp_path, _owner("me"))  # a requeued job finds its own claim
+    assert locks.acquire(tmp_path, _owner("other"), stale_after_s=60) is None  # live: our pid, fresh heartbeat
+    again = locks.acquire(tmp_path, _owner("me"))  # a requeued job finds its own claim
     assert again is not None and again.started == mine.started and again.heartbeat >= mine.heartbeat
-    claims.release(claims.Claim(**{**mine.to_dict(), "owner": "other"}), tmp_path)  # not other's to release
+    locks.release(locks.RunLock(**{**mine.to_dict(), "owner": "other"}), tmp_path)  # not other's to release
     assert (tmp_path / "claim.json").exists()
-    claims.release(mine, tmp_path)
+    locks.release(mine, tmp_path)
     assert not (tmp_path / "claim.json").exists()
 
 
 def test_a_claim_without_heartbeat_is_taken_over(tmp_path):
     old = time.time() - 100
-    stale = claims.Claim("elsewhere", "slurm", "77", "node-far-away", 1234, old, old)
+    stale = locks.RunLock("elsewhere", "slurm", "77", "node-far-away", 1234, old, old)
     (tmp_path / "claim.json").write_text(json.dumps(stale.to_dict()))
     assert "no heartbeat for 10" in stale.stale_reason(timeout_s=30)
-    assert claims.acquire(tmp_path, _owner("late"), stale_after_s=200) is None  # 100 s < 200 s: still live
-    taken = claims.acquire(tmp_path, _owner("late"), stale_after_s=30)
-    assert taken is not None and claims.read_claim(tmp_path).owner == "late"
+    assert locks.acquire(tmp_path, _owner("late"), stale_after_s=200) is None  # 100 s < 200 s: still live
+    taken = locks.acquire(tmp_path, _owner("late"), stale_after_s=30)
+    assert taken is not None and locks.read_claim(tmp_path).owner == "late"
 
 
 def test_a_claim_of_an_ended_process_on_this_host_is_stale_at_once(tmp_path):
     ended = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(ended.stdout)
-    claims.acquire(tmp_path, _owner("crashed", pid=dead_pid))
-    assert "has ended" in claims.read_claim(tmp_path).stale_reason(timeout_s=3600)
-    assert claims.acquire(tmp_path, _owner("next"), stale_after_s=3600).owner == "next"
+    locks.acquire(tmp_path, _owner("crashed", pid=dead_pid))
+    assert "has ended" in locks.read_claim(tmp_path).stale_reason(timeout_s=3600)
+    assert locks.acquire(tmp_path, _owner("next"), stale_after_s=3600).owner == "next"
 
 
 def test_a_half_written_claim_counts_as_live_until_it_is_old(tmp_path):
     (tmp_path / "claim.json").write_text("")
-    assert claims.acquire(tmp_path, _owner("b"), stale_after_s=60) is None
+    assert locks.acquire(tmp_path, _owner("b"), stale_after_s=60) is None
     old = time.time() - 120
     os.utime(tmp_path / "claim.json", (old, old))
-    assert claims.acquire(tmp_path, _owner("b"), stale_after_s=60).owner == "b"
+    assert locks.acquire(tmp_path, _owner("b"), stale_after_s=60).owner == "b"
 
 
-def _stale_claim(tmp_path) -> claims.Claim:
+def _stale_claim(tmp_path) -> locks.RunLock:
     old = time.time() - 1000
-    stale = claims.Claim("gone", "slurm", "1", "far", 1, old, old)
+    stale = locks.RunLock("gone", "slurm", "1", "far", 1, old, old)
     (tmp_path / "claim.json").write_text(json.dumps(stale.to_dict()))
     return stale
 
@@ -99,8 +102,8 @@ def _stale_claim(tmp_path) -> claims.Claim:
 def _race(folder: str, index: int, start: float, stale_after_s: float, wins) -> None:
     while time.time() < start:
         pass
-    owner = claims.Owner(f"racer-{index}", "local", None, socket.gethostname(), os.getpid())
-    if claims.acquire(folder, owner, stale_after_s=stale_after_s) is not None:
+    owner = locks.Owner(f"racer-{index}", "local", None, socket.gethostname(), os.getpid())
+    if locks.acquire(folder, owner, stale_after_s=stale_after_s) is not None:
         wins.put(index)
     time.sleep(0.5)  # stay alive: a claim of an ended process would be stale
 
@@ -121,46 +124,46 @@ def test_of_many_processes_claiming_at_once_exactly_one_wins(tmp_path, stale_cla
     while not wins.empty():
         winners.append(wins.get())
     assert len(winners) == 1
-    assert claims.read_claim(tmp_path).owner == f"racer-{winners[0]}"
+    assert locks.read_claim(tmp_path).owner == f"racer-{winners[0]}"
 
 
 def test_a_takeover_never_removes_a_claim_written_after_the_stale_one_was_judged(tmp_path):
     judged = _stale_claim(tmp_path)
-    fresh = claims.acquire(tmp_path / "other", _owner("fresh"))  # a live claim, moved into place
+    fresh = locks.acquire(tmp_path / "other", _owner("fresh"))  # a live claim, moved into place
     (tmp_path / "other" / "claim.json").replace(tmp_path / "claim.json")
-    claims._remove_if_unchanged(tmp_path / "claim.json", judged)
-    assert claims.read_claim(tmp_path) == fresh
+    locks._remove_if_unchanged(tmp_path / "claim.json", judged)
+    assert locks.read_claim(tmp_path) == fresh
     assert not (tmp_path / ".claim.json.takeover").exists()
 
 
 def test_a_stale_claim_is_left_alone_while_another_process_takes_it_over(tmp_path):
     _stale_claim(tmp_path)
     (tmp_path / ".claim.json.takeover").write_text("")  # another process's takeover lock
-    assert claims.acquire(tmp_path, _owner("late"), stale_after_s=60) is None
-    assert claims.read_claim(tmp_path).owner == "gone"
-    old = time.time() - 2 * claims.TAKEOVER_LOCK_STALE_S  # its holder died holding it
+    assert locks.acquire(tmp_path, _owner("late"), stale_after_s=60) is None
+    assert locks.read_claim(tmp_path).owner == "gone"
+    old = time.time() - 2 * locks.TAKEOVER_LOCK_STALE_S  # its holder died holding it
     os.utime(tmp_path / ".claim.json.takeover", (old, old))
-    assert claims.acquire(tmp_path, _owner("late"), stale_after_s=60).owner == "late"
+    assert locks.acquire(tmp_path, _owner("late"), stale_after_s=60).owner == "late"
     assert not (tmp_path / ".claim.json.takeover").exists()
 
 
 def test_the_heartbeat_is_refreshed_and_notices_a_takeover(tmp_path):
-    claim = claims.acquire(tmp_path, _owner("beating"))
-    with claims.Heartbeat(claim, tmp_path, interval_s=0.05) as beat:
+    claim = locks.acquire(tmp_path, _owner("beating"))
+    with locks.Heartbeat(claim, tmp_path, interval_s=0.05) as beat:
         time.sleep(0.3)
-        assert claims.read_claim(tmp_path).heartbeat > claim.heartbeat
+        assert locks.read_claim(tmp_path).heartbeat > claim.heartbeat
         (tmp_path / "claim.json").write_text(json.dumps({**claim.to_dict(), "owner": "thief"}))
         time.sleep(0.3)
         assert beat.lost
-    assert claims.read_claim(tmp_path).owner == "thief"  # the heartbeat never overwrites another owner
+    assert locks.read_claim(tmp_path).owner == "thief"  # the heartbeat never overwrites another owner
 
 
 def test_the_stale_timeout_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv(claims.STALE_ENV, "42")
-    assert claims.stale_after() == 42.0 and claims.stale_after(5) == 5.0
-    monkeypatch.setenv(claims.STALE_ENV, "soon")
+    monkeypatch.setenv(locks.STALE_ENV, "42")
+    assert locks.stale_after() == 42.0 and locks.stale_after(5) == 5.0
+    monkeypatch.setenv(locks.STALE_ENV, "soon")
     with pytest.raises(ValueError, match="ASSIGNLAB_STALE_CLAIM_S='soon'"):
-        claims.stale_after()
+        locks.stale_after()
 
 
 # ---------------------------------------------------------------------------- slurm settings
@@ -271,7 +274,7 @@ def test_two_runners_on_one_table_train_every_run_once(tmp_path):
     results, cache, data = tmp_path / "results", tmp_path / "cache", tmp_path / "data"
     script = (
         "import json, sys\n"
-        "from assignlab.study.runner import run_table\n"
+        "from assignlab.study.run.runner import run_table\n"
         "if __name__ == '__main__':\n"
         f"    report = run_table('deta_table1', 'smoke', workers=1, threads_per_worker=1, results_dir={str(results)!r},"
         f" cache_dir={str(cache)!r}, data_root={str(data)!r}, progress=False)\n"
@@ -297,7 +300,7 @@ def _hold_every_run(spec: TableSpec, paths: StudyPaths) -> list:
     """Claim each run of ``spec`` for a live owner that is not this runner (our pid keeps it live)."""
     runs = plan_runs(spec, "smoke")
     for run in runs:
-        assert claims.acquire(paths.run_dir(run.run_id), _owner("other")) is not None
+        assert locks.acquire(paths.run_dir(run.run_id), _owner("other")) is not None
     return runs
 
 
@@ -327,7 +330,8 @@ def test_a_runner_that_does_not_wait_lists_the_runs_another_runner_holds(tmp_pat
 def test_several_tables_take_a_held_table_last_and_then_wait_for_it(tmp_path, monkeypatch, capsys):
     import threading
 
-    from assignlab.study import runner, table
+    from assignlab.study.report import table
+    from assignlab.study.run import owners
     held = TableSpec("held", "held", claims=(), rows=(RowSpec("H", hungarian()),))
     done = TableSpec("done", "done", claims=(), rows=(RowSpec("D", deta(4)),))
     paths = StudyPaths.make(tmp_path / "results", tmp_path / "cache")
@@ -335,7 +339,7 @@ def test_several_tables_take_a_held_table_last_and_then_wait_for_it(tmp_path, mo
     for run in plan_runs(done, "smoke"):
         paths.result_file("done", run.run_id).parent.mkdir(parents=True, exist_ok=True)
         paths.result_file("done", run.run_id).write_text(json.dumps({"metrics": {"AP": 30.0}, "rows": ["D"]}))
-    monkeypatch.setattr(runner, "WAIT_POLL_S", 0.05)
+    monkeypatch.setattr(owners, "WAIT_POLL_S", 0.05)
     monkeypatch.setattr(table, "aggregate_table", lambda spec, *args, report, **kw: (spec.name, report))
     finishing = threading.Timer(0.5, lambda: [_finish_as_other_runner(run, paths) for run in held_runs])
 
@@ -391,7 +395,7 @@ def test_status_shows_each_run_finished_running_failed_interrupted_or_missing(tm
     finished, running, failed, interrupted, stale = runs[:5]
     paths.result_file("deta_table5", finished.run_id).parent.mkdir(parents=True)
     paths.result_file("deta_table5", finished.run_id).write_text(json.dumps({"metrics": {"AP": 1.0}}))
-    claims.acquire(paths.run_dir(running.run_id), claims.Owner("slurm:991", "slurm", "991", socket.gethostname(),
+    locks.acquire(paths.run_dir(running.run_id), locks.Owner("slurm:991", "slurm", "991", socket.gethostname(),
                                                                  os.getpid()))
     paths.run_dir(failed.run_id).mkdir(parents=True)
     (paths.run_dir(failed.run_id) / "error.json").write_text(json.dumps({"error": "ValueError: broken data"}))
@@ -400,7 +404,7 @@ def test_status_shows_each_run_finished_running_failed_interrupted_or_missing(tm
     old = time.time() - 10_000
     paths.run_dir(stale.run_id).mkdir(parents=True)
     (paths.run_dir(stale.run_id) / "claim.json").write_text(
-        json.dumps(claims.Claim("slurm:5", "slurm", "5", "node9", 1, old, old).to_dict()))
+        json.dumps(locks.RunLock("slurm:5", "slurm", "5", "node9", 1, old, old).to_dict()))
     (paths.run_dir(stale.run_id) / "checkpoint.pth").write_bytes(b"")
 
     assert cli_main(["study", "status", "--table", "deta_table5", "--profile", "smoke", "--results-dir", str(results),

@@ -5,7 +5,8 @@ from torchvision.ops import box_convert, box_iou
 
 import assignlab.losses.targets as targets_module
 from assignlab.config import AssignConfig, Config, LossConfig
-from assignlab.losses.criterion import CLASSIFICATION_LOSSES, Criterion
+from assignlab.assign.base import METHODS as REGISTERED_METHODS
+from assignlab.losses.criterion import CLASSIFICATION_LOSSES, Criterion, check_objective
 
 B, Q, S, C, L = 2, 12, 40, 4, 3
 METHODS = ["hungarian", "b_matching", "deta", "align"]
@@ -247,6 +248,16 @@ def test_bad_inputs_raise_clear_errors():
         criterion(cls_loss="hinge")
     with pytest.raises(ValueError, match="Table B"):
         criterion(cls_loss="ia_bce_variant", loss={"ia_bce_variant": "s,s"})
+
+
+def test_unknown_method_or_loss_lists_the_registered_names():
+    with pytest.raises(ValueError, match="assign.method='nope'; allowed: " + ", ".join(sorted(REGISTERED_METHODS))):
+        check_objective(AssignConfig(method="nope"), LossConfig())
+    with pytest.raises(ValueError, match="loss.cls_loss='hinge'; allowed: " + ", ".join(sorted(CLASSIFICATION_LOSSES))):
+        check_objective(AssignConfig(), LossConfig(cls_loss="hinge"))
+    for method in REGISTERED_METHODS:
+        for cls_loss in CLASSIFICATION_LOSSES:
+            check_objective(AssignConfig(method=method), LossConfig(cls_loss=cls_loss))
 
 
 def test_boxes_outside_the_image_are_clipped():

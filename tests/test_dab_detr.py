@@ -14,8 +14,9 @@ from torchvision.ops import box_convert, box_iou
 
 from assignlab.losses.criterion import Criterion
 from assignlab.models import build_model
-from assignlab.models.dab_detr import DABDecoder, ProjectedAttention, box_sine_embedding, refine_anchors
+from assignlab.models.dab_detr import DABDecoder, ProjectedAttention, refine_anchors
 from assignlab.models.describe import run as describe_run
+from assignlab.models.position_encoding import box_sine_embedding
 from assignlab.models.transformer import VanillaEncoder, VanillaEncoderLayer
 from assignlab.presets import preset
 

@@ -21,6 +21,12 @@ def smoke_config(tmp_path, **overrides):
     return preset("smoke").override({**base, **overrides})
 
 
+def test_unknown_method_fails_before_the_run_makes_anything(tmp_path):
+    with pytest.raises(ValueError, match="unknown assignment method"):
+        train_run(smoke_config(tmp_path, **{"assign.method": "nope"}), 0, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "data").exists()
+
+
 def test_global_batches_are_the_same_for_any_process_count():
     one = list(GlobalBatchSampler(10, 4, seed=3, epoch=1))
     two = [list(GlobalBatchSampler(10, 4, seed=3, epoch=1, rank=r, world_size=2)) for r in range(2)]

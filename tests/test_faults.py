@@ -21,9 +21,12 @@ import pandas as pd
 import pytest
 
 from assignlab import jsonio
-from assignlab.study import aggregate
-from assignlab.study.runner import StudyPaths, plan_runs, run_table
-from assignlab.study.specs import RowSpec, TableSpec, hungarian
+from assignlab.study.report import aggregate
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.run.runner import run_table
+from assignlab.study.run.store import StudyPaths
+from assignlab.study.tables.methods import hungarian
+from assignlab.study.tables.spec import RowSpec, TableSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = "deta_table1"
@@ -327,7 +330,7 @@ def test_a_damaged_copy_in_the_training_folder_is_moved_aside_not_trusted(tmp_pa
     a damaged one there is moved aside (the run then trains, resuming from its checkpoint) instead
     of stopping the worker with a JSON error. Here the run then trains from scratch (no checkpoint);
     checked without training by answering for the worker."""
-    from assignlab.study import runner
+    from assignlab.study.run import status, store
 
     spec = TableSpec("one", "one", rows=(RowSpec("H", hungarian()),), claims=())
     run = plan_runs(spec, "smoke")[0]
@@ -335,11 +338,11 @@ def test_a_damaged_copy_in_the_training_folder_is_moved_aside_not_trusted(tmp_pa
     cached = paths.run_dir(run.run_id) / "result.json"
     cached.parent.mkdir(parents=True)
     cached.write_text('{"metrics": {"AP": 1')
-    assert runner._reuse(run, paths, "smoke") is None  # missing: to be trained
+    assert store.reuse_finished(run, paths, "smoke") is None  # missing: to be trained
     err = capsys.readouterr().err
     assert str(cached) in err and "moved it aside" in err and "not valid JSON" in err
     assert not cached.exists() and len(list(cached.parent.glob("result.json.damaged-*"))) == 1
-    assert runner.run_state(run, paths)[0] == "missing"
+    assert status.run_state(run, paths)[0] == "missing"
 
 
 # ------------------------------------------------------------------------------- 3. disk full
@@ -363,9 +366,9 @@ def test_a_full_disk_while_a_result_is_written_keeps_the_previous_file(tmp_path,
     no temporary file is left, and the OSError (errno ENOSPC) names the file and the cause. The
     engine and the study use this one function."""
     from assignlab.engine import run as engine_run
-    from assignlab.study import runner
+    from assignlab.study.run import store
 
-    assert engine_run.write_json_atomic is runner.write_json_atomic is jsonio.write_json_atomic
+    assert engine_run.write_json_atomic is store.write_json_atomic is jsonio.write_json_atomic
     target, fresh = tmp_path / "runs" / "x.json", tmp_path / "runs" / "new.json"
     jsonio.write_json_atomic(target, {"metrics": {"AP": 1.0}})
     before = target.read_bytes()

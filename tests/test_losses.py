@@ -7,12 +7,12 @@ import pytest
 import torch
 from torchvision.ops import box_convert, box_iou, generalized_box_iou
 
-from assignlab.losses.boxes import giou_box_loss, l1_box_loss, paired_box_iou
+from assignlab.assign.quality import alignment_quality, prime_sample_weights
+from assignlab.box_ops import paired_box_iou
+from assignlab.losses.boxes import giou_box_loss, l1_box_loss
 from assignlab.losses.dense import dense_targets
 from assignlab.losses.focal import focal_loss
-from assignlab.losses.ia_bce import (
-    IA_BCE_VARIANTS, alignment_quality, ia_bce_loss, ia_bce_variant_loss, prime_sample_weights, variant_key,
-)
+from assignlab.losses.ia_bce import IA_BCE_VARIANTS, ia_bce_loss, ia_bce_variant_loss, variant_key
 from assignlab.losses.iou_branch import iou_branch_loss
 from assignlab.losses.qfl import quality_focal_loss
 from assignlab.losses.vfl import varifocal_loss

@@ -6,11 +6,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from assignlab.study.behaviours import COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
-from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
-from assignlab.study.evidence import ALIGNMENT_METRICS
-from assignlab.study.index import build_index
-from assignlab.study.specs import TABLES
+from assignlab.study.report.behaviours import COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
+from assignlab.study.report.evidence import ALIGNMENT_METRICS
+from assignlab.study.report.index import build_index
+from assignlab.study.tables.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
+from assignlab.study.tables.catalogue import TABLES
 
 ROOT = Path(__file__).resolve().parents[1]
 OWN_NOTEBOOK_TABLES = [name for name in TABLES if notebook_name(name) == name]  # the others: growth_curves

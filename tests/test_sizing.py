@@ -4,7 +4,7 @@ import json
 import pytest
 
 from assignlab.presets import preset
-from assignlab.study.sizing import epoch_records, sizing_table
+from assignlab.study.report.sizing import epoch_records, sizing_table
 
 
 def write_log(folder, events):

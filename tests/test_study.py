@@ -16,22 +16,19 @@ import torch
 from assignlab.cli import main as cli_main
 from assignlab.losses.criterion import Criterion
 from assignlab.models.build import build_model, check_model_config
-from assignlab.study import aggregate, paper
-from assignlab.study.beyond import notebook_name
-from assignlab.study.notebooks import all_notebooks
-from assignlab.study.runner import StudyPaths, parse_seeds, plan_runs, run_table, table_status
-from assignlab.study.specs import (
-    PROFILES,
-    TABLES,
-    Claim,
-    PaperRef,
-    RowSpec,
-    TableSpec,
-    deta,
-    difference,
-    hungarian,
-)
-from assignlab.study.stats import Interval, t_interval, verdict
+from assignlab.study.report import aggregate
+from assignlab.study.report.notebooks import all_notebooks
+from assignlab.study.report.stats import Interval, t_interval, verdict
+from assignlab.study.run.plan import parse_seeds, plan_runs
+from assignlab.study.run.runner import run_table
+from assignlab.study.run.status import table_status
+from assignlab.study.run.store import StudyPaths
+from assignlab.study.tables import paper
+from assignlab.study.tables.beyond import notebook_name
+from assignlab.study.tables.catalogue import TABLES
+from assignlab.study.tables.methods import deta, hungarian
+from assignlab.study.tables.profiles import PROFILES
+from assignlab.study.tables.spec import Hypothesis, PaperRef, RowSpec, TableSpec, difference
 
 ROOT = Path(__file__).resolve().parents[1]
 T_975 = {2: 4.302652729911275, 3: 3.182446305284263}  # Student t quantiles (df -> t_{0.975, df})
@@ -251,7 +248,7 @@ def test_rows_that_name_unknown_fields_or_claims_fail_clearly():
     with pytest.raises(ValueError, match="table t, row 'a'.*no_such_field"):
         bad.row_configs("smoke")
     with pytest.raises(ValueError, match="unknown rows"):
-        TableSpec("t", "t", rows=(RowSpec("a", {}),), claims=(Claim("x", difference("a", "b"), ">"),))
+        TableSpec("t", "t", rows=(RowSpec("a", {}),), claims=(Hypothesis("x", difference("a", "b"), ">"),))
 
 
 # ------------------------------------------------------------------------------- aggregation
@@ -261,10 +258,10 @@ def _synthetic_spec():
         title="synthetic",
         rows=(RowSpec("A", deta(4), PaperRef({"K": "4"})), RowSpec("B", deta(None), PaperRef({"K": "inf"})),
               RowSpec("C", hungarian())),
-        claims=(Claim("A beats B", difference("A", "B"), ">"),
-                Claim("A beats C", difference("A", "C"), ">"),
-                Claim("A below C", difference("A", "C"), "<"),
-                Claim("A equals B within 5", difference("A", "B"), "equivalent", margin=5.0)),
+        claims=(Hypothesis("A beats B", difference("A", "B"), ">"),
+                Hypothesis("A beats C", difference("A", "C"), ">"),
+                Hypothesis("A below C", difference("A", "C"), "<"),
+                Hypothesis("A equals B within 5", difference("A", "B"), "equivalent", margin=5.0)),
         paper_file="deta_table8",
     )
 
@@ -419,7 +416,7 @@ def _start_events(run_dir):
 
 def test_a_table_run_killed_midway_resumes_without_retraining_finished_runs(tmp_path):
     results, cache, data = tmp_path / "results", tmp_path / "cache", tmp_path / "data"
-    script = (f"from assignlab.study.runner import run_table\n"
+    script = (f"from assignlab.study.run.runner import run_table\n"
               f"run_table('deta_table1', 'smoke', workers=1, threads_per_worker=1, results_dir={str(results)!r}, "
               f"cache_dir={str(cache)!r}, data_root={str(data)!r}, progress=False)\n")
     process = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from assignlab.study import aggregate
-from assignlab.study.specs import Claim, RowSpec, TableSpec, difference
-from assignlab.study.stats import detectable_difference, holm_adjust, paired_p_value, seeds_for_half_width
+from assignlab.study.report import aggregate
+from assignlab.study.report.stats import detectable_difference, holm_adjust, paired_p_value, seeds_for_half_width
+from assignlab.study.tables.spec import Hypothesis, RowSpec, TableSpec, difference
 
 # Student t quantiles t_{0.975, df} from a printed table
 T_975 = {2: 4.3027, 3: 3.1824, 4: 2.7764, 5: 2.5706, 6: 2.4469, 15: 2.1314, 16: 2.1199, 17: 2.1098}
@@ -133,12 +133,12 @@ def _claims(*claims):
     return aggregate.evaluate_claims(_spec(*claims), _results()).set_index("claim")
 
 
-A_BEATS_B = Claim("A beats B", difference("A", "B"), ">")
-B_BEATS_A = Claim("B beats A", difference("B", "A"), ">")
-D_BEATS_B = Claim("D beats B", difference("D", "B"), ">")
-C_BEATS_B = Claim("C beats B", difference("C", "B"), ">")
-E_BEATS_B = Claim("E beats B", difference("E", "B"), ">")
-C_EQUALS_B = Claim("C equals B within 3", difference("C", "B"), "equivalent", margin=3.0)
+A_BEATS_B = Hypothesis("A beats B", difference("A", "B"), ">")
+B_BEATS_A = Hypothesis("B beats A", difference("B", "A"), ">")
+D_BEATS_B = Hypothesis("D beats B", difference("D", "B"), ">")
+C_BEATS_B = Hypothesis("C beats B", difference("C", "B"), ">")
+E_BEATS_B = Hypothesis("E beats B", difference("E", "B"), ">")
+C_EQUALS_B = Hypothesis("C equals B within 3", difference("C", "B"), "equivalent", margin=3.0)
 
 
 def test_a_claim_that_passes_alone_is_inconclusive_after_holm():
@@ -173,7 +173,7 @@ def test_holm_steps_down_and_equivalence_uses_tost():
 
 
 def test_equivalence_is_not_reproduced_when_the_interval_lies_outside_the_margin():
-    claim = Claim("E equals B within 1", difference("E", "B"), "equivalent", margin=1.0)
+    claim = Hypothesis("E equals B within 1", difference("E", "B"), "equivalent", margin=1.0)
     assert _claims(claim).loc["E equals B within 1", "verdict"] == "not reproduced"
 
 
@@ -196,8 +196,8 @@ def test_a_claim_between_untrained_rows_is_uninformative():
     assert one_seed.loc[0, "verdict"] == "inconclusive (1 seed)"
     # one trained row is enough for a verdict: a collapse below the floor is a finding
     mixed = {"A": ROWS["A"], "C": low["C"], "B": low["B"]}
-    assert _verdict(Claim("A beats B", difference("A", "B"), ">"), mixed) == "reproduced"
-    assert _verdict(Claim("C beats A", difference("C", "A"), ">"), mixed) == "not reproduced"
+    assert _verdict(Hypothesis("A beats B", difference("A", "B"), ">"), mixed) == "reproduced"
+    assert _verdict(Hypothesis("C beats A", difference("C", "A"), ">"), mixed) == "not reproduced"
 
 
 def _verdict(claim, rows):
@@ -212,8 +212,8 @@ def test_table_detectable_difference_from_the_pooled_seed_spread():
     shared = results[results["row"] == "A"].assign(row="A too")
     assert aggregate.pooled_row_sd(pd.concat([results, shared])) == pytest.approx(math.sqrt(12 / 6))
     spec = TableSpec("d", "d", rows=tuple(RowSpec(r, {}) for r in rows),
-                     claims=(Claim("A beats B", difference("A", "B"), ">"),
-                             Claim("A beats C", difference("A", "C"), ">")))
+                     claims=(Hypothesis("A beats B", difference("A", "B"), ">"),
+                             Hypothesis("A beats C", difference("A", "C"), ">")))
     found = aggregate.table_detectable_difference(spec, aggregate.summarize_rows(spec, results), results)
     assert (found.n_seeds, found.alpha, found.n_claims, found.power) == (3, 0.025, 2, 0.8)
     assert found.sd_difference == pytest.approx(math.sqrt(2) * math.sqrt(2))

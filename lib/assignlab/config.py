@@ -17,11 +17,15 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 
+# the detectors ``model.base`` names (built by assignlab.models.build)
+BASES = ("two_stage_deformable", "detr_dc5", "dab_detr", "dino")
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Architecture of the detector (two-stage Deformable-DETR with box refinement by default)."""
 
-    base: str = "two_stage_deformable"
+    base: str = "two_stage_deformable"    # one of BASES
     backbone: str = "resnet50"            # "resnet50" (torchvision, frozen BN) or "small_resnet"
     pretrained_backbone: bool = False     # ImageNet weights through torchvision, when available
     backbone_width: int = 32              # stem width of "small_resnet"
@@ -71,7 +75,7 @@ class ModelConfig:
 class AssignConfig:
     """Which predictions are positives for which objects, per output."""
 
-    method: str = "hungarian"             # "hungarian", "b_matching", "deta", "align", "deta_decoder_only"
+    method: str = "hungarian"             # a key of assignlab.assign.base.METHODS (the registry of methods)
     cost_class: float = 2.0
     cost_bbox: float = 5.0
     cost_giou: float = 2.0
@@ -98,7 +102,7 @@ class AssignConfig:
 class LossConfig:
     """Classification loss and loss weights."""
 
-    cls_loss: str = "focal"               # "focal", "ia_bce", "qfl", "vfl", "ia_bce_variant"
+    cls_loss: str = "focal"               # a key of assignlab.losses.criterion.CLASSIFICATION_LOSSES
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     cls_weight: float = 1.0
@@ -203,8 +207,8 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _coerce(value: Any, annotation: Any, path: str) -> Any:
-    """Convert a JSON or command-line value to the field's declared type."""
+def coerce_value(value: Any, annotation: Any, path: str) -> Any:
+    """Convert a JSON or command-line value to the field's declared type (``path`` names it in errors)."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
@@ -212,14 +216,14 @@ def _coerce(value: Any, annotation: Any, path: str) -> Any:
             if type(None) in args:
                 return None
         non_none = [a for a in args if a is not type(None)]
-        return _coerce(value, non_none[0], path)
+        return coerce_value(value, non_none[0], path)
     if origin is tuple:
         if isinstance(value, str):
             value = json.loads(value) if value.strip().startswith("[") else value.split(",")
         item_types = [args[0]] * len(value) if len(args) == 2 and args[1] is Ellipsis else list(args)
         if len(item_types) != len(value):
             raise ValueError(f"config field {path!r}: expected {len(item_types)} values, got {value!r}")
-        return tuple(_coerce(v, t, path) for v, t in zip(value, item_types))
+        return tuple(coerce_value(v, t, path) for v, t in zip(value, item_types))
     if annotation is bool:
         if isinstance(value, str):
             if value.lower() in ("1", "true", "yes", "on"):
@@ -258,7 +262,7 @@ def _from_dict(cls: type, data: Mapping[str, Any], path: str) -> Any:
         if dataclasses.is_dataclass(annotation):
             kwargs[key] = _from_dict(annotation, value, path=f"{path}{key}.")
         else:
-            kwargs[key] = _coerce(value, annotation, path + key)
+            kwargs[key] = coerce_value(value, annotation, path + key)
     return cls(**kwargs)
 
 
@@ -278,7 +282,7 @@ def _replace_dotted(obj: Any, keys: list[str], value: Any, dotted: str) -> Any:
     if len(keys) == 1:
         if dataclasses.is_dataclass(types[head]):
             raise KeyError(f"config field {dotted!r} is a section; set one of its fields")
-        return replace(obj, **{head: _coerce(value, types[head], dotted)})
+        return replace(obj, **{head: coerce_value(value, types[head], dotted)})
     return replace(obj, **{head: _replace_dotted(getattr(obj, head), keys[1:], value, dotted)})
 
 

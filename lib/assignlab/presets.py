@@ -1,11 +1,14 @@
-"""Named configurations: ``smoke`` (tests, seconds), ``cpu`` (the laptop study), ``paper-r50-1x``
-(DETA's released ResNet-50 1x setting, for COCO on GPUs).
+"""Named configurations: one per size and base detector (``build_preset``). Sizes: ``smoke``
+(tests, seconds), ``cpu`` (the laptop study), ``paper`` (DETA's released ResNet-50 1x setting,
+``paper-r50-1x``, for COCO on GPUs); bases: DETA's two-stage Deformable-DETR (the size's config
+itself), DETR-DC5, DAB-DETR and DINO (``PRESET_NAMES`` names each pair).
 
 ``preset(name)`` returns a ``Config``; variants are made with ``Config.override``.
 """
 from __future__ import annotations
 
-from typing import Callable
+import functools
+from typing import Any, Callable
 
 from assignlab.config import Config
 
@@ -120,38 +123,6 @@ DAB_DETR_OVERRIDES = {  # Align-DETR Table 2's base: learned 4-D anchors, 300 qu
 }
 
 
-def _detr_dc5_r50() -> Config:
-    # DETA Table 1, DETR column: ResNet-50-DC5, 6 + 6 layers, FFN 2048, 300 queries, 50 epochs.
-    return _paper_r50_1x().override({**DETR_DC5_OVERRIDES, "model.num_queries": 300, "train.epochs": 50,
-                                     "train.lr_drop_epochs": [40]}).override({"name": "detr-dc5-r50"})
-
-
-def _cpu_detr_dc5() -> Config:
-    return _cpu().override(DETR_DC5_OVERRIDES).override({"name": "cpu-detr-dc5"})
-
-
-def _smoke_detr_dc5() -> Config:
-    return _smoke().override(DETR_DC5_OVERRIDES).override({"name": "smoke-detr-dc5"})
-
-
-def _dab_detr_r50() -> Config:
-    # DAB-DETR R50 as in Align-DETR Table 2: C5 (stride 32), 6 + 6 layers, FFN 2048, dropout 0,
-    # 300 queries, Hungarian matching, lr 1e-4 (backbone 1e-5), 50 epochs with the drop at 40.
-    return _paper_r50_1x().override({
-        **DAB_DETR_OVERRIDES, "model.num_queries": 300, "model.max_detections": 300, "assign.method": "hungarian",
-        "train.lr": 1e-4, "train.lr_backbone": 1e-5, "train.epochs": 50, "train.lr_drop_epochs": [40],
-    }).override({"name": "dab-detr-r50"})
-
-
-def _cpu_dab_detr() -> Config:
-    # dilated C5 (the DC5 row of Table 2): a 160 px image gives 10 x 10 tokens instead of 5 x 5
-    return _cpu().override({**DAB_DETR_OVERRIDES, "model.dilated_c5": True}).override({"name": "cpu-dab-detr"})
-
-
-def _smoke_dab_detr() -> Config:
-    return _smoke().override({**DAB_DETR_OVERRIDES, "model.dilated_c5": True}).override({"name": "smoke-dab-detr"})
-
-
 # ------------------------------------------------------------------------------ DINO (Align-DETR's base)
 _DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; end-to-end (no NMS)
     "model.base": "dino",
@@ -170,39 +141,68 @@ _DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; e
 }
 
 
-def _dino_r50_1x() -> Config:
-    # DINO-4scale R50 as configured by Align-DETR: 4 levels, 6 + 6 layers, FFN 2048, dropout 0, 900
-    # queries, dn_number 100, label noise 0.5, box noise 1.0; lr 1e-4 (backbone 1e-5), 12 epochs,
-    # drop at 11, batch 16.
-    return _paper_r50_1x().override({
-        **_DINO, "model.num_feature_levels": 4, "model.num_queries": 900, "model.max_detections": 300,
-        "train.lr": 1e-4,
-        "train.lr_backbone": 1e-5, "train.lr_drop_epochs": [11],
-    }).override({"name": "dino-r50-1x"})
+# --------------------------------------------------------------------------- (size, base) -> preset
+TWO_STAGE = "two_stage_deformable"  # DETA's base, the default ``model.base``: a size's config as it is
+
+SIZES: dict[str, Callable[[], Config]] = {"smoke": _smoke, "cpu": _cpu, "paper": _paper_r50_1x}
+
+# What each other base changes in each size's config
+BASE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
+    "detr_dc5": {
+        # DETA Table 1, DETR column: ResNet-50-DC5, 6 + 6 layers, FFN 2048, 300 queries, 50 epochs.
+        "paper": {**DETR_DC5_OVERRIDES, "model.num_queries": 300, "train.epochs": 50, "train.lr_drop_epochs": [40]},
+        "cpu": DETR_DC5_OVERRIDES,
+        "smoke": DETR_DC5_OVERRIDES,
+    },
+    "dab_detr": {
+        # DAB-DETR R50 as in Align-DETR Table 2: C5 (stride 32), 6 + 6 layers, FFN 2048, dropout 0,
+        # 300 queries, Hungarian matching, lr 1e-4 (backbone 1e-5), 50 epochs with the drop at 40.
+        "paper": {**DAB_DETR_OVERRIDES, "model.num_queries": 300, "model.max_detections": 300,
+                  "assign.method": "hungarian", "train.lr": 1e-4, "train.lr_backbone": 1e-5, "train.epochs": 50,
+                  "train.lr_drop_epochs": [40]},
+        # dilated C5 (the DC5 row of Table 2): a 160 px image gives 10 x 10 tokens instead of 5 x 5
+        "cpu": {**DAB_DETR_OVERRIDES, "model.dilated_c5": True},
+        "smoke": {**DAB_DETR_OVERRIDES, "model.dilated_c5": True},
+    },
+    "dino": {
+        # DINO-4scale R50 as configured by Align-DETR: 4 levels, 6 + 6 layers, FFN 2048, dropout 0, 900
+        # queries, dn_number 100, label noise 0.5, box noise 1.0; lr 1e-4 (backbone 1e-5), 12 epochs,
+        # drop at 11, batch 16.
+        "paper": {**_DINO, "model.num_feature_levels": 4, "model.num_queries": 900, "model.max_detections": 300,
+                  "train.lr": 1e-4, "train.lr_backbone": 1e-5, "train.lr_drop_epochs": [11]},
+        "cpu": _DINO,
+        # dn_number 10 (not 100): a few denoising groups keep the smoke model as fast as the others
+        "smoke": {**_DINO, "model.dn_number": 10},
+    },
+}
+
+# (size, base) -> the preset's name, in the order ``preset`` lists them
+PRESET_NAMES: dict[tuple[str, str], str] = {
+    ("smoke", TWO_STAGE): "smoke", ("cpu", TWO_STAGE): "cpu", ("paper", TWO_STAGE): "paper-r50-1x",
+    ("paper", "detr_dc5"): "detr-dc5-r50", ("cpu", "detr_dc5"): "cpu-detr-dc5", ("smoke", "detr_dc5"): "smoke-detr-dc5",
+    ("paper", "dab_detr"): "dab-detr-r50", ("cpu", "dab_detr"): "cpu-dab-detr", ("smoke", "dab_detr"): "smoke-dab-detr",
+    ("paper", "dino"): "dino-r50-1x", ("cpu", "dino"): "cpu-dino", ("smoke", "dino"): "smoke-dino",
+}
 
 
-def _cpu_dino() -> Config:
-    return _cpu().override(_DINO).override({"name": "cpu-dino"})
+def preset_name(size: str, base: str = TWO_STAGE) -> str:
+    """The name of the preset of ``base`` at ``size``; ``KeyError`` when there is none."""
+    if (size, base) not in PRESET_NAMES:
+        raise KeyError(f"no preset of model.base={base!r} at size {size!r}")
+    return PRESET_NAMES[(size, base)]
 
 
-def _smoke_dino() -> Config:
-    # dn_number 10 (not 100): a few denoising groups keep the smoke model as fast as the others
-    return _smoke().override({**_DINO, "model.dn_number": 10}).override({"name": "smoke-dino"})
+def build_preset(size: str, base: str = TWO_STAGE) -> Config:
+    """The preset of ``base`` at ``size``: the size's config (``SIZES``), for another base than the
+    two-stage one with that base's overrides at that size (``BASE_OVERRIDES``) and the preset's name."""
+    config = SIZES[size]()
+    if base == TWO_STAGE:
+        return config
+    return config.override(BASE_OVERRIDES[base][size]).override({"name": preset_name(size, base)})
 
 
 PRESETS: dict[str, Callable[[], Config]] = {
-    "smoke": _smoke,
-    "cpu": _cpu,
-    "paper-r50-1x": _paper_r50_1x,
-    "detr-dc5-r50": _detr_dc5_r50,
-    "cpu-detr-dc5": _cpu_detr_dc5,
-    "smoke-detr-dc5": _smoke_detr_dc5,
-    "dab-detr-r50": _dab_detr_r50,
-    "cpu-dab-detr": _cpu_dab_detr,
-    "smoke-dab-detr": _smoke_dab_detr,
-    "dino-r50-1x": _dino_r50_1x,
-    "cpu-dino": _cpu_dino,
-    "smoke-dino": _smoke_dino,
+    name: functools.partial(build_preset, size, base) for (size, base), name in PRESET_NAMES.items()
 }
 
 

@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     notebooks = select_notebooks(notebooks_in_order(), args.only)
     parameters = {"profile": args.profile, "executor": args.executor, "workers": args.workers}
     if args.slurm_config:  # the notebooks' kernels inherit the environment
-        from assignlab.study.executors import SLURM_CONFIG_ENV, load_slurm_settings
+        from assignlab.study.run.executors import SLURM_CONFIG_ENV, load_slurm_settings
 
         load_slurm_settings(args.slurm_config)  # a bad file fails here, before any notebook runs
         os.environ[SLURM_CONFIG_ENV] = str(Path(args.slurm_config).resolve())
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"[reproduce] FAILED {source.name}: {type(err).__name__}: {str(err)[:500]}", file=sys.stderr)
             continue
         print(f"[reproduce] done {source.name} in {time.time() - start:.0f} s", flush=True)
-    from assignlab.study.index import write_results_index
+    from assignlab.study.report.index import write_results_index
 
     print(f"[reproduce] index: {write_results_index(OUTPUT_DIR.parent, args.profile)}", flush=True)
     if failed:

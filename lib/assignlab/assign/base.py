@@ -175,10 +175,15 @@ class AssignmentPlan:
     decoder_shared: bool = False
 
 
+def check_method(method: str) -> None:
+    """ValueError listing :data:`METHODS` when ``method`` (``assign.method``) is not one of them."""
+    if method not in METHODS:
+        raise ValueError(f"unknown assignment method assign.method={method!r}; allowed: {', '.join(sorted(METHODS))}")
+
+
 def build_plan(assign: "AssignConfig", loss: "LossConfig") -> AssignmentPlan:
     """The plan of ``assign.method`` (see :data:`METHODS`)."""
-    if assign.method not in METHODS:
-        raise ValueError(f"unknown assignment method {assign.method!r}; known: {sorted(METHODS)}")
+    check_method(assign.method)
     module_name, _, function_name = METHODS[assign.method].partition(":")
     plan_fn: Callable[..., AssignmentPlan] = getattr(importlib.import_module(module_name), function_name)
     return plan_fn(assign, loss)

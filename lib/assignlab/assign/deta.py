@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 from torch import Tensor
-from torchvision.ops import box_convert, box_iou
 
 from assignlab.assign.base import AssignmentPlan, Assigner, AssignResult, rank_within_groups
+from assignlab.box_ops import box_iou_cxcywh
 
 if TYPE_CHECKING:
     from assignlab.config import AssignConfig, LossConfig
@@ -101,7 +101,7 @@ class IoUAssigner(Assigner):
         topk_behaviour: "released" or "fixed".
     """
 
-    def __init__(self, thresholds: Sequence[float], allow_low_quality: bool, positive_fraction: float,
+    def __init__(self, thresholds: Sequence[float], *, allow_low_quality: bool, positive_fraction: float,
                  batch_per_image: int | None, object_balance_k: int | None, topk_behaviour: str = "released") -> None:
         if topk_behaviour not in TOPK_BEHAVIOURS:
             raise ValueError(f"topk_behaviour must be one of {TOPK_BEHAVIOURS}, got {topk_behaviour!r}")
@@ -124,8 +124,7 @@ class IoUAssigner(Assigner):
         num_boxes, num_gts = reference_boxes.shape[0], gt_boxes.shape[0]
         if num_gts == 0 or num_boxes == 0:
             return AssignResult.empty(num_boxes, num_gts, reference_boxes.device)
-        iou = box_iou(box_convert(gt_boxes.float(), "cxcywh", "xyxy"),
-                      box_convert(reference_boxes.detach().float(), "cxcywh", "xyxy"))  # (M, N)
+        iou = box_iou_cxcywh(gt_boxes.float(), reference_boxes.detach().float())  # (M, N)
         if valid is not None:
             iou = iou.masked_fill(~valid[None], -1.0)
         matched, labels = match_by_iou(iou, self.thresholds, self.allow_low_quality)
@@ -145,14 +144,17 @@ class IoUAssigner(Assigner):
 
 def stage1_assigner(assign: "AssignConfig") -> IoUAssigner:
     """Encoder proposals vs fixed anchors: [0.3, 0.7], low-quality, 256 at 0.5, top-K."""
-    return IoUAssigner(assign.stage1_iou_thresholds, assign.stage1_allow_low_quality, assign.stage1_positive_fraction,
-                       assign.stage1_batch_per_image, assign.object_balance_k, assign.topk_behaviour)
+    return IoUAssigner(assign.stage1_iou_thresholds, allow_low_quality=assign.stage1_allow_low_quality,
+                       positive_fraction=assign.stage1_positive_fraction,
+                       batch_per_image=assign.stage1_batch_per_image, object_balance_k=assign.object_balance_k,
+                       topk_behaviour=assign.topk_behaviour)
 
 
 def stage2_assigner(assign: "AssignConfig") -> IoUAssigner:
     """Decoder queries vs detached proposals: 0.6, low-quality, num_queries at 0.25, top-K."""
-    return IoUAssigner((assign.stage2_iou_threshold,), assign.stage2_allow_low_quality,
-                       assign.stage2_positive_fraction, None, assign.object_balance_k, assign.topk_behaviour)
+    return IoUAssigner((assign.stage2_iou_threshold,), allow_low_quality=assign.stage2_allow_low_quality,
+                       positive_fraction=assign.stage2_positive_fraction, batch_per_image=None,
+                       object_balance_k=assign.object_balance_k, topk_behaviour=assign.topk_behaviour)
 
 
 def deta_plan(assign: "AssignConfig", loss: "LossConfig") -> AssignmentPlan:

@@ -9,7 +9,8 @@ drops below 1 here (released code reaches 0 when num_gt > N / 2 and then matches
 
 Each match gets its quality t = p^alpha * IoU^(1-alpha) (p the predicted probability of the
 object's class, IoU of the predicted box, detached, clamped >= 0.01), its rank among its object's
-matches by t (descending) and the prime-sample weight w = exp(-rank / tau).
+matches by t (descending) and the prime-sample weight w = exp(-rank / tau)
+(:mod:`assignlab.assign.quality`).
 """
 from __future__ import annotations
 
@@ -21,8 +22,7 @@ import torch
 from assignlab.assign.base import AssignmentPlan, Assigner, AssignResult, check_batch, rank_within_groups
 from assignlab.assign.costs import MatchCost
 from assignlab.assign.hungarian import match_cost_from_config, match_valid
-from assignlab.losses.boxes import paired_box_iou
-from assignlab.losses.ia_bce import alignment_quality, prime_sample_weights
+from assignlab.assign.quality import matched_quality, prime_sample_weights
 
 if TYPE_CHECKING:
     from assignlab.config import AssignConfig, LossConfig
@@ -81,9 +81,8 @@ class MixedAssigner(Assigner):
         if copies is None:
             copies = capped_copies(self.copies, gt_labels.numel(), pred_logits.shape[0])
         pred_idx, gt_idx = match_valid(self.cost, pred_logits, pred_boxes, gt_labels, gt_boxes, valid, copies)
-        iou = paired_box_iou(pred_boxes[pred_idx].float(), gt_boxes[gt_idx].float())
-        prob = pred_logits[pred_idx, gt_labels[gt_idx]].float().sigmoid()
-        quality = alignment_quality(prob, iou, self.alpha, self.min_quality)
+        iou, quality = matched_quality(pred_logits[pred_idx, gt_labels[gt_idx]], pred_boxes[pred_idx], gt_boxes[gt_idx],
+                                       self.alpha, self.min_quality)
         rank = rank_within_groups(gt_idx, quality)
         weight = prime_sample_weights(rank, self.tau) if self.prime_sample_weighting else torch.ones_like(quality)
         return AssignResult(pred_logits.shape[0], gt_labels.numel(), pred_idx, gt_idx, iou=iou, quality=quality,
@@ -93,7 +92,8 @@ class MixedAssigner(Assigner):
 def align_plan(assign: "AssignConfig", loss: "LossConfig") -> AssignmentPlan:
     """k copies (``mixed_k``) on the encoder proposals and auxiliary layers, one-to-one on the last."""
     def make(copies: int) -> MixedAssigner:
-        return MixedAssigner(match_cost_from_config(assign), copies, assign.k_cap, loss.ia_bce_alpha,
-                             loss.prime_sample_tau, loss.prime_sample_weighting, loss.ia_bce_min_quality)
+        return MixedAssigner(match_cost_from_config(assign), copies, k_cap=assign.k_cap, alpha=loss.ia_bce_alpha,
+                             tau=loss.prime_sample_tau, prime_sample_weighting=loss.prime_sample_weighting,
+                             min_quality=loss.ia_bce_min_quality)
     many = make(assign.mixed_k)
     return AssignmentPlan(encoder=many, auxiliary=many, last=make(1))

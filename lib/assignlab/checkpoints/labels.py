@@ -3,13 +3,10 @@
 DETA's COCO checkpoints (like DETR's) have 91 logits and use the COCO category id itself as the
 label index (index 0 and the 10 ids COCO never used have no category). Our COCO loader numbers
 the 80 categories contiguously instead, so an imported model carries an explicit
-``label_to_category_id`` list, and evaluation translates its labels through it.
+``label_to_category_id`` list, and evaluation translates its labels through it
+(:func:`assignlab.models.postprocess.remap_postprocess`).
 """
 from __future__ import annotations
-
-from typing import Callable, Sequence
-
-import torch
 
 # COCO 2017 detection categories (id -> name).
 COCO_CATEGORY_NAMES: dict[int, str] = {
@@ -48,30 +45,3 @@ def resolve_label_map(kind: str, num_classes: int) -> tuple[list[int | None] | N
             raise ValueError(f"--label-map coco needs a {COCO_NUM_LOGITS}-logit classifier, the checkpoint has {num_classes}")
         return coco_label_map()
     return None, {}
-
-
-def dataset_labels_of(label_to_category_id: Sequence[int | None], dataset_category_ids: Sequence[int]) -> torch.Tensor:
-    """[num_model_labels] long: the dataset's contiguous label of each model label, -1 where the
-    model label has no category or the dataset lacks it."""
-    contiguous = {category: index for index, category in enumerate(dataset_category_ids)}
-    return torch.tensor([contiguous.get(c, -1) if c is not None else -1 for c in label_to_category_id], dtype=torch.long)
-
-
-def remap_postprocess(postprocess: Callable, label_to_category_id: Sequence[int | None],
-                      dataset_category_ids: Sequence[int]) -> Callable:
-    """Wrap ``postprocess`` so that its labels become the dataset's contiguous labels.
-
-    Detections whose label has no category in the dataset (COCO's unused ids, index 0) are
-    dropped; COCO evaluation would ignore them anyway, since no ground truth has their id.
-    """
-    table = dataset_labels_of(label_to_category_id, dataset_category_ids)
-
-    def remapped(outputs: dict, target_sizes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        results = []
-        for detections in postprocess(outputs, target_sizes):
-            labels = table.to(detections["labels"].device)[detections["labels"]]
-            keep = labels >= 0
-            results.append({"boxes": detections["boxes"][keep], "scores": detections["scores"][keep], "labels": labels[keep]})
-        return results
-
-    return remapped

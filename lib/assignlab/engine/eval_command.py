@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from assignlab.engine.loop import evaluate_model
     from assignlab.engine.run import area_image_size, write_json_atomic
     from assignlab.models.build import build_model, build_postprocessor
+    from assignlab.models.postprocess import remap_postprocess
 
     state = load_checkpoint(args.checkpoint)
     cfg = Config.from_dict(state["config"])
@@ -40,8 +41,6 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     postprocess = build_postprocessor(cfg.model)
     if state.get("label_to_category_id") is not None:  # imported model: its labels are category ids
-        from assignlab.checkpoints.labels import remap_postprocess
-
         postprocess = remap_postprocess(postprocess, state["label_to_category_id"], dataset.category_ids)
     metrics = evaluate_model(model.to(device), postprocess, dataset, device, args.batch_size, area_image_size(cfg))
     print("  ".join(f"{k} {v:.1f}" for k, v in metrics.items()))

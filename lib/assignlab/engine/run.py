@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from assignlab.config import Config
 from assignlab.data.build import build_dataset
+from assignlab.diagnostics import TrainedModel, analyse_alignment
 from assignlab.engine import distributed as dist
 from assignlab.engine.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_checkpoint
 from assignlab.engine.loop import (
@@ -36,14 +37,12 @@ from assignlab.engine.loop import (
     make_loader,
     train_one_epoch,
 )
+from assignlab.engine.files import CHECKPOINT_NAME, LOG_NAME, RESULT_NAME
 from assignlab.engine.optim import build_optimizer
 from assignlab.jsonio import read_json, write_json_atomic
-from assignlab.losses.criterion import Criterion
+from assignlab.losses.criterion import Criterion, check_objective
 from assignlab.models.build import build_model, build_postprocessor
 
-CHECKPOINT_NAME = "checkpoint.pth"
-LOG_NAME = "log.jsonl"
-RESULT_NAME = "result.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -87,9 +86,7 @@ def alignment_diagnostics(cfg: Config, model: torch.nn.Module, criterion: Criter
                           image_size: int | None) -> dict[str, float]:
     """The trained model's alignment evidence on the first ``train.alignment_images`` validation
     images: Align-DETR's best-regressed recall (Figure 1) and confidence-IoU Pearson r (Figure 4),
-    and DETA's positives per object by size (see :mod:`assignlab.analysis.matches`)."""
-    from assignlab.analysis.matches import TrainedModel, analyse_alignment
-
+    and DETA's positives per object by size (see :mod:`assignlab.diagnostics`)."""
     model.eval()
     indices = list(range(min(cfg.train.alignment_images, len(val_set))))
     trained = TrainedModel(cfg.assign.method, cfg, model, criterion)
@@ -113,6 +110,7 @@ def train_run(
             returning None; used to split a run over several sessions and by tests.
         max_steps_per_epoch: cap the steps of each epoch (quick checks; recorded in the result).
     """
+    check_objective(cfg.assign, cfg.loss)  # unknown method or loss names fail before anything is made
     out = Path(out_dir)
     distributed = dist.init_distributed(device)
     torch_device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if device == "cuda" else device)

@@ -38,12 +38,13 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from assignlab.assign.base import AssignResult, build_plan
+from assignlab.assign.base import AssignResult, build_plan, check_method
 from assignlab.assign.hungarian import HungarianAssigner, match_cost_from_config
+from assignlab.assign.quality import matched_quality
 from assignlab.config import AssignConfig, Config, LossConfig
-from assignlab.losses.boxes import giou_box_loss, l1_box_loss, paired_box_iou
+from assignlab.losses.boxes import giou_box_loss, l1_box_loss
 from assignlab.losses.focal import focal_loss
-from assignlab.losses.ia_bce import alignment_quality, ia_bce_loss, ia_bce_variant_loss, variant_key
+from assignlab.losses.ia_bce import ia_bce_loss, ia_bce_variant_loss, variant_key
 from assignlab.losses.iou_branch import iou_branch_loss
 from assignlab.losses.qfl import quality_focal_loss
 from assignlab.losses.targets import num_objects_for_normalisation, prepare_targets
@@ -82,6 +83,21 @@ CLASSIFICATION_LOSSES: dict[str, ClassificationLoss] = {
 }
 
 
+def check_objective(assign: AssignConfig, loss: LossConfig) -> None:
+    """ValueError naming the allowed values when ``assign.method`` is not a key of
+    :data:`assignlab.assign.base.METHODS`, ``loss.cls_loss`` not one of :data:`CLASSIFICATION_LOSSES`
+    or, for ``"ia_bce_variant"``, ``loss.ia_bce_variant`` not a row of Table B.
+
+    The config module, below both registries, cannot check these names; the criterion checks them
+    when it is built, and ``train_run`` before it builds any data."""
+    check_method(assign.method)
+    if loss.cls_loss not in CLASSIFICATION_LOSSES:
+        raise ValueError(f"unknown cls_loss loss.cls_loss={loss.cls_loss!r}; allowed: "
+                         f"{', '.join(sorted(CLASSIFICATION_LOSSES))}")
+    if loss.cls_loss == "ia_bce_variant":
+        variant_key(loss.ia_bce_variant)
+
+
 def decoder_output_name(layer: int) -> str:
     return f"dec{layer}"
 
@@ -105,10 +121,7 @@ class Criterion(nn.Module):
                  generator: torch.Generator | None = None, denoising: bool = False, one2many: bool = False,
                  enc_class_agnostic: bool = True) -> None:
         super().__init__()
-        if loss.cls_loss not in CLASSIFICATION_LOSSES:
-            raise ValueError(f"unknown cls_loss {loss.cls_loss!r}; known: {sorted(CLASSIFICATION_LOSSES)}")
-        if loss.cls_loss == "ia_bce_variant":
-            variant_key(loss.ia_bce_variant)
+        check_objective(assign, loss)
         if num_decoder_layers < 1:
             raise ValueError(f"num_decoder_layers must be >= 1, got {num_decoder_layers}")
         self.assign_config, self.loss_config = assign, loss
@@ -282,10 +295,15 @@ class Criterion(nn.Module):
                                 else r.weight.to(logits.device).float() for r in results])
         rows = batch_idx * num_preds + pred_idx
         src_boxes = boxes[batch_idx, pred_idx]
+        # IoU and quality t of every match, over the batch at once. Most assignments give no t
+        # (Hungarian, DETA, the denoising queries' fixed matches, hybrid's one-to-many). Mixed
+        # matching's own t (AssignResult.quality, which ranked its matches) has the same value but
+        # is computed per image: on CPU, sigmoid and pow take a vectorised path on long tensors and
+        # a scalar one on short ones, which can differ in the last bit, so reading it here would
+        # change the losses of runs made before; the loss keeps its batch computation.
         with torch.no_grad():
-            iou = paired_box_iou(src_boxes.float(), target_boxes)
-            prob = flat_logits[rows, classes].float().sigmoid()
-            quality = alignment_quality(prob, iou, cfg.ia_bce_alpha, cfg.ia_bce_min_quality)
+            iou, quality = matched_quality(flat_logits[rows, classes], src_boxes, target_boxes, cfg.ia_bce_alpha,
+                                           cfg.ia_bce_min_quality)
         positives = Positives(rows, classes, iou, quality, weight)
         terms = {
             f"loss_cls_{name}": CLASSIFICATION_LOSSES[cfg.cls_loss](flat_logits, positives, cfg),

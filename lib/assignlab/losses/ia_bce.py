@@ -1,9 +1,8 @@
-"""Align-DETR's IoU-aware BCE (IA-BCE), prime-sample weighting and the Table B variants.
+"""Align-DETR's IoU-aware BCE (IA-BCE) and the Table B variants.
 
-Per Algorithm 1 of the paper and the released code, with s = sigmoid(logit):
+Per Algorithm 1 of the paper and the released code, with s = sigmoid(logit) and the quality t and
+prime-sample weight w of each match (defined in :mod:`assignlab.assign.quality`):
 
-- quality t = s^alpha * IoU^(1-alpha) of a matched pair (IoU, not GIoU), detached, clamped >= 0.01;
-- prime-sample weight w = exp(-rank / tau), rank of the pair among its object's matches by t;
 - positive entries (matched prediction, object's class): BCE(s, t * w);
 - every other entry: s^gamma * BCE(s, 0) (no alpha factor);
 - summed (the caller divides by the object count); logs are computed from the logits
@@ -21,19 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from assignlab.losses.dense import dense_targets
-
-
-def alignment_quality(prob: Tensor, iou: Tensor, alpha: float = 0.25, min_quality: float = 0.01) -> Tensor:
-    """t = prob^alpha * iou^(1 - alpha), clamped to >= ``min_quality`` and detached. Shapes [P]."""
-    prob, iou = prob.detach(), iou.detach().clamp(min=0)
-    return (prob.pow(alpha) * iou.pow(1 - alpha)).clamp(min=min_quality)
-
-
-def prime_sample_weights(rank: Tensor, tau: float) -> Tensor:
-    """w = exp(-rank / tau); rank 0 (the prime sample) has weight 1."""
-    if tau <= 0:
-        raise ValueError(f"prime_sample_tau must be > 0, got {tau}")
-    return torch.exp(-rank.float() / tau)
 
 
 def ia_bce_loss(logits: Tensor, rows: Tensor, classes: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:

@@ -6,7 +6,7 @@ from typing import Callable
 
 from torch import nn
 
-from assignlab.config import ModelConfig
+from assignlab.config import BASES, ModelConfig
 from assignlab.models.backbone import build_backbone
 from assignlab.models.dab_detr import DABDETR
 from assignlab.models.detector import TwoStageDeformableDETR
@@ -16,7 +16,6 @@ from assignlab.models.postprocess import POSTPROCESS_METHODS, postprocess
 from assignlab.models.query_selection import SELECTION_METHODS
 from assignlab.ops.msda import IMPLS
 
-BASES = ("two_stage_deformable", "detr_dc5", "dab_detr", "dino")
 SINGLE_SCALE_BASES = ("detr_dc5", "dab_detr")  # vanilla attention on the last backbone map only
 
 

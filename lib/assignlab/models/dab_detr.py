@@ -38,19 +38,11 @@ from torch import nn
 from assignlab.config import ModelConfig
 from assignlab.models.decoder import inverse_sigmoid
 from assignlab.models.detector import MLP, check_images, xavier_init_matrices
-from assignlab.models.position_encoding import SinePositionEncoding, _frequencies, _interleave_sin_cos
+from assignlab.models.position_encoding import SinePositionEncoding, box_sine_embedding
 from assignlab.models.transformer import (VanillaEncoder, VanillaEncoderLayer, activation_layer, flatten_map,
                                           single_scale_features)
 
-FEATURE_TEMPERATURE = 20.0  # DAB-DETR's temperature of the feature-map sine embedding
-BOX_TEMPERATURE = 10000.0   # ... and of the anchor-box embedding
-
-
-def box_sine_embedding(boxes: torch.Tensor, num_pos_feats: int, temperature: float = BOX_TEMPERATURE) -> torch.Tensor:
-    """boxes [..., 4] normalised cxcywh -> [..., 4 * num_pos_feats], groups (x, y, w, h) in that order."""
-    freqs = _frequencies(num_pos_feats, temperature, boxes.device)
-    angles = boxes[..., None] * (2 * math.pi) / freqs
-    return _interleave_sin_cos(angles).flatten(-2)
+FEATURE_TEMPERATURE = 20.0  # DAB-DETR's temperature of the feature-map sine embedding (anchor boxes: 10000)
 
 
 def refine_anchors(anchors: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +96,11 @@ def reset_prediction_heads(class_embed: nn.ModuleList, bbox_embed: nn.ModuleList
         nn.init.constant_(box_head.layers[-1].bias, 0)
 
 
+def input_projection(in_channels: int, d: int, kernel_size: int = 1, stride: int = 1, padding: int = 0) -> nn.Sequential:
+    """Conv2d (in_channels -> d) + GroupNorm(32, d): a feature map's projection to the transformer width."""
+    return nn.Sequential(nn.Conv2d(in_channels, d, kernel_size, stride=stride, padding=padding), nn.GroupNorm(32, d))
+
+
 def xavier_init_matrices(*modules: nn.Module) -> None:
     """Xavier-uniform initialisation of every weight matrix (parameters with more than one
     dimension) of ``modules``, in the order given (the order fixes what a seed produces)."""
@@ -145,6 +151,22 @@ class TwoStageProposals(nn.Module):
         self.pix_trans = nn.Linear(d, d)
         self.pix_trans_norm = nn.LayerNorm(d)
         self.class_embed, self.bbox_embed, self.iou_embed = prediction_heads(d, config)
+
+    def reset_two_stage_parameters(self, input_projections: Iterable[nn.Sequential]) -> None:
+        """Deformable-DETR's initialisation, in its order (what a seed gives depends on it; the
+        backbone keeps its own): xavier-uniform on every weight matrix of the encoder, the decoder
+        and the proposal projections (``enc_output``, ``pos_trans``, ``pix_trans``); the base's own
+        parameters (:meth:`reset_base_parameters`); the input projections (xavier-uniform convolution
+        weights, zero biases); the prediction heads (:func:`reset_prediction_heads`)."""
+        xavier_init_matrices(self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans)
+        self.reset_base_parameters()
+        for projection in input_projections:
+            nn.init.xavier_uniform_(projection[0].weight, gain=1)
+            nn.init.constant_(projection[0].bias, 0)
+        reset_prediction_heads(self.class_embed, self.bbox_embed)
+
+    def reset_base_parameters(self) -> None:
+        """Parameters a base initialises between the shared matrices and the input projections (none)."""
 
     def first_stage(self, memory: torch.Tensor, anchors: torch.Tensor, mask_flat: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -207,10 +229,10 @@ class TwoStageDeformableDETR(TwoStageProposals):
         self.position_encoding = SinePositionEncoding(d // 2)
 
         in_channels = list(backbone.num_channels)[-self.num_backbone_levels:]
-        projections = [nn.Sequential(nn.Conv2d(c, d, kernel_size=1), nn.GroupNorm(32, d)) for c in in_channels]
+        projections = [input_projection(c, d) for c in in_channels]
         extra_in = in_channels[-1]
         for _ in range(config.num_feature_levels - self.num_backbone_levels):
-            projections.append(nn.Sequential(nn.Conv2d(extra_in, d, 3, stride=2, padding=1), nn.GroupNorm(32, d)))
+            projections.append(input_projection(extra_in, d, kernel_size=3, stride=2, padding=1))
             extra_in = d
         self.input_proj = nn.ModuleList(projections)
         self.level_embed = nn.Parameter(torch.empty(config.num_feature_levels, d))
@@ -225,19 +247,14 @@ class TwoStageDeformableDETR(TwoStageProposals):
                                    cross_attn=config.dec_cross_attn, msda_impl=config.msda_impl),
             config.dec_layers)
         self.build_two_stage_layers(config)
-        self._reset_parameters()
+        self.reset_two_stage_parameters(self.input_proj)
 
-    def _reset_parameters(self) -> None:
-        """Deformable-DETR's initialisation (the backbone keeps its own)."""
-        xavier_init_matrices(self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans)
+    def reset_base_parameters(self) -> None:
+        """The deformable attention's own initialisation, then the level embeddings."""
         for module in self.modules():
             if isinstance(module, MSDeformAttn):
                 module.reset_parameters()
         nn.init.normal_(self.level_embed)
-        for projection in self.input_proj:
-            nn.init.xavier_uniform_(projection[0].weight, gain=1)
-            nn.init.constant_(projection[0].bias, 0)
-        reset_prediction_heads(self.class_embed, self.bbox_embed)
 
     # ----------------------------------------------------------------------------------- inputs
     def _feature_levels(self, images: torch.Tensor, mask: torch.Tensor):

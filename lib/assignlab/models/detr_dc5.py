@@ -22,8 +22,7 @@ import torch
 from torch import nn
 
 from assignlab.config import ModelConfig
-from assignlab.models.detector import (TwoStageProposals, check_images, reset_prediction_heads, token_anchors,
-                                       xavier_init_matrices)
+from assignlab.models.detector import TwoStageProposals, check_images, input_projection, token_anchors
 from assignlab.models.position_encoding import SinePositionEncoding
 from assignlab.models.query_selection import select_queries
 from assignlab.models.transformer import (VanillaDecoder, VanillaDecoderLayer, VanillaEncoder,
@@ -47,19 +46,13 @@ class TwoStageDETRDC5(TwoStageProposals):
         self.num_queries = config.num_queries
         self.backbone = backbone
         self.position_encoding = SinePositionEncoding(d // 2)
-        self.input_proj = nn.Sequential(nn.Conv2d(backbone.num_channels[-1], d, kernel_size=1), nn.GroupNorm(32, d))
+        self.input_proj = input_projection(backbone.num_channels[-1], d)
         self.encoder = VanillaEncoder(
             VanillaEncoderLayer(d, config.dim_feedforward, config.dropout, config.nheads), config.enc_layers)
         self.decoder = VanillaDecoder(
             VanillaDecoderLayer(d, config.dim_feedforward, config.dropout, config.nheads), config.dec_layers)
         self.build_two_stage_layers(config)
-        self._reset_parameters()
-
-    def _reset_parameters(self) -> None:
-        xavier_init_matrices(self.encoder, self.decoder, self.enc_output, self.pos_trans, self.pix_trans)
-        nn.init.xavier_uniform_(self.input_proj[0].weight, gain=1)
-        nn.init.constant_(self.input_proj[0].bias, 0)
-        reset_prediction_heads(self.class_embed, self.bbox_embed)
+        self.reset_two_stage_parameters([self.input_proj])
 
     def forward(self, images: torch.Tensor, mask: torch.Tensor | None = None) -> dict:
         mask = check_images(images, mask)

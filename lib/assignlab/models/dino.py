@@ -25,7 +25,6 @@ more LayerNorm and the next layer's reference comes from the output before it, a
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import torch
@@ -35,19 +34,13 @@ from assignlab.config import ModelConfig
 from assignlab.models.decoder import inverse_sigmoid
 from assignlab.models.denoising import build_denoising_queries
 from assignlab.models.detector import MLP, TwoStageDeformableDETR, check_images, xavier_init_matrices
-from assignlab.models.position_encoding import _frequencies, _interleave_sin_cos
+from assignlab.models.position_encoding import box_sine_embedding
 
 
 # The released code draws the content queries N(0, 1) and then re-initialises every matrix of the
 # transformer with xavier, so they start xavier-uniform (about a tenth of N(0, 1)'s scale at d = 256);
 # the denoising label embedding lives outside the transformer and stays N(0, 1).
 CONTENT_QUERY_INITS = {"xavier": nn.init.xavier_uniform_, "normal": nn.init.normal_}
-
-
-def box_sine_embedding(boxes: torch.Tensor, num_pos_feats: int, temperature: float = 10000.0) -> torch.Tensor:
-    """[B, Q, 4] normalised cxcywh -> [B, Q, 4 * num_pos_feats] sine features (cx, cy, w, h groups)."""
-    freqs = _frequencies(num_pos_feats, temperature, boxes.device)
-    return _interleave_sin_cos(boxes[..., None] * (2 * math.pi) / freqs).flatten(2)
 
 
 class DINODecoder(nn.Module):

@@ -1,4 +1,5 @@
-"""Sine position embeddings: per pixel of a feature map, and per proposal box (two-stage queries)."""
+"""Sine position embeddings: per pixel of a feature map, and per box (two-stage proposals, DINO's
+reference boxes, DAB-DETR's anchors)."""
 from __future__ import annotations
 
 import math
@@ -45,6 +46,13 @@ class SinePositionEncoding(nn.Module):
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
 
 
+def box_sine_embedding(boxes: torch.Tensor, num_pos_feats: int, temperature: float = 10000.0) -> torch.Tensor:
+    """boxes [..., 4] normalised cxcywh -> [..., 4 * num_pos_feats] sine features, grouped per
+    coordinate (cx, cy, w, h) in that order."""
+    freqs = _frequencies(num_pos_feats, temperature, boxes.device)
+    return _interleave_sin_cos(boxes[..., None] * (2 * math.pi) / freqs).flatten(-2)
+
+
 def proposal_position_embedding(
     proposals_unact: torch.Tensor, num_pos_feats: int = 128, temperature: float = 10000.0
 ) -> torch.Tensor:
@@ -52,6 +60,4 @@ def proposal_position_embedding(
 
     proposals_unact [B, Q, 4] -> [B, Q, 4 * num_pos_feats], features grouped per coordinate (cx, cy, w, h).
     """
-    freqs = _frequencies(num_pos_feats, temperature, proposals_unact.device)
-    angles = proposals_unact.sigmoid() * (2 * math.pi)
-    return _interleave_sin_cos(angles[..., None] / freqs).flatten(2)
+    return box_sine_embedding(proposals_unact.sigmoid(), num_pos_feats, temperature)

@@ -1,5 +1,8 @@
-"""Detections from the last decoder layer: DETA's class-wise NMS, or end-to-end top-k."""
+"""Detections from the last decoder layer: DETA's class-wise NMS, or end-to-end top-k; and the
+translation of an imported model's labels into a dataset's (:func:`remap_postprocess`)."""
 from __future__ import annotations
+
+from typing import Callable, Sequence
 
 import torch
 from torchvision.ops import batched_nms, box_convert
@@ -59,3 +62,30 @@ def postprocess(outputs: dict, target_sizes: torch.Tensor, method: str = "nms", 
             top_scores, labels, image_boxes = top_scores[keep], labels[keep], image_boxes[keep]
         results.append({"boxes": image_boxes, "scores": top_scores, "labels": labels})
     return results
+
+
+def dataset_labels_of(label_to_category_id: Sequence[int | None], dataset_category_ids: Sequence[int]) -> torch.Tensor:
+    """[num_model_labels] long: the dataset's contiguous label of each model label, -1 where the
+    model label has no category or the dataset lacks it."""
+    contiguous = {category: index for index, category in enumerate(dataset_category_ids)}
+    return torch.tensor([contiguous.get(c, -1) if c is not None else -1 for c in label_to_category_id], dtype=torch.long)
+
+
+def remap_postprocess(postprocess: Callable, label_to_category_id: Sequence[int | None],
+                      dataset_category_ids: Sequence[int]) -> Callable:
+    """Wrap ``postprocess`` so that its labels become the dataset's contiguous labels.
+
+    Detections whose label has no category in the dataset (COCO's unused ids, index 0) are
+    dropped; COCO evaluation would ignore them anyway, since no ground truth has their id.
+    """
+    table = dataset_labels_of(label_to_category_id, dataset_category_ids)
+
+    def remapped(outputs: dict, target_sizes: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        results = []
+        for detections in postprocess(outputs, target_sizes):
+            labels = table.to(detections["labels"].device)[detections["labels"]]
+            keep = labels >= 0
+            results.append({"boxes": detections["boxes"][keep], "scores": detections["scores"][keep], "labels": labels[keep]})
+        return results
+
+    return remapped

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from assignlab.study.runner import PlannedRun, plan_runs
-from assignlab.study.specs import TABLES
+from assignlab.study.run.plan import PlannedRun, plan_runs
+from assignlab.study.tables.catalogue import TABLES
 
 COLUMNS = ["table", "runs", "finished", "hours_spent", "hours_left_estimate"]
 TIME_COLUMNS = ["run_id", "base", "epochs", "enc_layers", "dec_layers", "wall_time_s"]

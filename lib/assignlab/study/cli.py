@@ -47,8 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from assignlab.study.runner import plan_runs
-    from assignlab.study.specs import PROFILES, TABLES
+    from assignlab.study.run.plan import plan_runs
+    from assignlab.study.tables.catalogue import TABLES
+    from assignlab.study.tables.profiles import PROFILES
 
     if args.action == "list":
         width = max(len(name) for name in TABLES)
@@ -68,15 +69,15 @@ def run(args: argparse.Namespace) -> int:
             print_status(table, args)
         return 0
     if args.action == "aggregate":
-        from assignlab.study.aggregate import aggregate_table
-        from assignlab.study.specs import get_table
+        from assignlab.study.report.aggregate import aggregate_table
+        from assignlab.study.tables.catalogue import get_table
 
         for table in args.tables:
             result = aggregate_table(get_table(table).on_base(args.base), args.profile, args.seeds,
                                      args.results_dir, args.data_root)
             print(result.files["markdown"].read_text(), flush=True)
         return 0
-    from assignlab.study.table import reproduce_tables
+    from assignlab.study.report.table import reproduce_tables
 
     failed = []
     results = reproduce_tables(args.tables, profile=args.profile, seeds=args.seeds, results_dir=args.results_dir,
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
 def print_status(table: str, args: argparse.Namespace) -> None:
     """Each run of ``table``: its state, id, seed, rows and detail; then the count per state."""
-    from assignlab.study.runner import table_status
+    from assignlab.study.run.status import table_status
 
     states = table_status(table, args.profile, args.seeds, args.results_dir, args.cache_dir, args.data_root,
                           args.stale_after, args.base)

@@ -16,11 +16,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from assignlab.study.paper import paper_value
-from assignlab.study.runner import RESULT_METRICS, StudyPaths, TableRunReport, plan_runs, read_result
-from assignlab.study.specs import Claim, TableSpec, get_table
-from assignlab.study.stats import (UNTRAINED, UNTRAINED_AP_FLOOR, claim_verdict, detectable_difference, holm_adjust,
-                                   paired_p_value, t_interval)
+from assignlab.study.report.stats import (
+    UNTRAINED,
+    UNTRAINED_AP_FLOOR,
+    claim_verdict,
+    detectable_difference,
+    holm_adjust,
+    paired_p_value,
+    t_interval,
+)
+from assignlab.study.run.outcomes import TableRunReport
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.run.store import RESULT_METRICS, StudyPaths, read_result
+from assignlab.study.tables.catalogue import get_table
+from assignlab.study.tables.paper import paper_value
+from assignlab.study.tables.spec import Hypothesis, TableSpec
 
 METRICS = RESULT_METRICS
 
@@ -66,7 +76,7 @@ def summarize_rows(spec: TableSpec, results: pd.DataFrame, metric: str = "AP") -
     return pd.DataFrame(lines, columns=["row", "ours", "ci95", "n_seeds", "paper", "note"])
 
 
-def claim_contrasts(claim: Claim, results: pd.DataFrame) -> pd.Series:
+def claim_contrasts(claim: Hypothesis, results: pd.DataFrame) -> pd.Series:
     """Per seed (index), sum_r weights[r] * metric(r, seed), over the seeds that have every row."""
     wide = results.pivot_table(index="seed", columns="row", values=claim.metric, aggfunc="first")
     missing = [r for r in claim.weights if r not in wide.columns]
@@ -76,7 +86,7 @@ def claim_contrasts(claim: Claim, results: pd.DataFrame) -> pd.Series:
     return wide.mul(pd.Series(claim.weights)).sum(axis=1)
 
 
-def rows_untrained(claim: Claim, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> bool:
+def rows_untrained(claim: Hypothesis, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> bool:
     """True when every row of the claim has runs and a mean AP below ``floor`` (none has learned),
     whatever the claim measures: the alignment diagnostics of detectors that have not learned are
     no evidence either. False when ``results`` has no AP column."""
@@ -86,11 +96,11 @@ def rows_untrained(claim: Claim, results: pd.DataFrame, floor: float = UNTRAINED
     return len(means) == len(claim.weights) and bool((means < floor).all())
 
 
-def describe_direction(claim: Claim) -> str:
+def describe_direction(claim: Hypothesis) -> str:
     return f"|d| < {claim.margin:g}" if claim.direction == "equivalent" else f"d {claim.direction} 0"
 
 
-def contrast_text(claim: Claim) -> str:
+def contrast_text(claim: Hypothesis) -> str:
     terms = []
     for row, weight in claim.weights.items():
         sign = "-" if weight < 0 else "+"

@@ -8,18 +8,18 @@ from importlib import resources
 
 import pandas as pd
 
-from assignlab.study.specs import PaperRef
+from assignlab.study.tables.spec import PaperRef
 
 
 def available_tables() -> list[str]:
     """Stems of the paper CSVs, e.g. ``["align_table2", ..., "deta_table8"]``."""
-    folder = resources.files("assignlab.study") / "paper_tables"
+    folder = resources.files(__package__) / "paper_tables"
     return sorted(entry.name[:-4] for entry in folder.iterdir() if entry.name.endswith(".csv"))
 
 
 @lru_cache(maxsize=None)
 def _read(stem: str) -> pd.DataFrame:
-    path = resources.files("assignlab.study") / "paper_tables" / f"{stem}.csv"
+    path = resources.files(__package__) / "paper_tables" / f"{stem}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"no paper table {stem!r} (available: {', '.join(available_tables())})")
     with path.open() as f:

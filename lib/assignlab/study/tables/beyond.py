@@ -1,15 +1,17 @@
-"""Tables beyond the papers: does the released code's behaviour matter, do the papers'
-differences grow or shrink with the schedule, and what do the alignment diagnostics say about
-every method on every base.
+"""Tables beyond the papers: each objective on each base, does the released code's behaviour
+matter, do the papers' differences grow or shrink with the schedule, and what do the alignment
+diagnostics say about every method on every base.
 
+- ``objective_x_base``: each training objective on each multi-scale base, against the same base's
+  Hungarian baseline.
 - ``released_topk`` / ``released_kcap``: each paper's released-code behaviour against its fix
   (``assign.topk_behaviour``, ``assign.k_cap``); how often the behaviour fires is read from the
-  runs' curves (:mod:`assignlab.study.behaviours`).
+  runs' curves (:mod:`assignlab.study.report.behaviours`).
 - ``growth_*``: a pair of paper rows at 0.5x, 1x and 2x the profile's schedule
-  (:class:`~assignlab.study.specs.ScaledSchedule`); the trend of the difference is in
-  :mod:`assignlab.study.growth`.
+  (:class:`~assignlab.study.tables.overrides.ScaledSchedule`); the trend of the difference is in
+  :mod:`assignlab.study.report.growth`.
 - ``alignment_evidence``: the default configuration of each method on each base, read for the
-  alignment diagnostics of the result files (:mod:`assignlab.study.evidence`).
+  alignment diagnostics of the result files (:mod:`assignlab.study.report.evidence`).
 - ``deta_table6_selection``: DETA Table 6's first-stage B-matching rows with NMS in query
   selection, to test why they fall apart at the cpu profile.
 
@@ -21,20 +23,42 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from assignlab.study.specs import (
-    TWO_STAGE,
-    Claim,
-    RowSpec,
-    TableSpec,
-    align,
-    deta,
-    difference,
-    objective_label,
-    scaled_schedule,
-)
+from assignlab.presets import TWO_STAGE
+from assignlab.study.tables.methods import align, deta, hungarian, hybrid
+from assignlab.study.tables.overrides import scaled_schedule
+from assignlab.study.tables.spec import Hypothesis, RowSpec, TableSpec, difference
 
 EQUIVALENCE_MARGIN = 1.0           # AP: a released behaviour "does not matter" within this
 GROWTH_FACTORS = (0.5, 1.0, 2.0)   # schedule lengths of the growth tables, times the profile's
+
+
+# ---------------------------------------------------------------------- objectives x bases
+OBJECTIVES = {"Hungarian": hungarian(), "DETA (K=4)": deta(4), "Align-DETR": align(), "hybrid": hybrid()}
+BASE_NAMES = {TWO_STAGE: "two-stage Deformable-DETR", "dino": "DINO"}
+
+
+def objective_label(objective: str, base: str) -> str:
+    return f"{objective} | {BASE_NAMES[base]}"
+
+
+def objective_x_base() -> TableSpec:
+    rows, claims = [], []
+    for base, name in BASE_NAMES.items():
+        objectives = [o for o in OBJECTIVES if not (o == "hybrid" and base != TWO_STAGE)]  # hybrid: two-stage only
+        for objective in objectives:
+            rows.append(RowSpec(objective_label(objective, base), OBJECTIVES[objective], base=base))
+        for objective in objectives[1:]:
+            claims.append(Hypothesis(f"{objective} beats Hungarian on {name}",
+                                     difference(objective_label(objective, base), objective_label("Hungarian", base)),
+                                     ">"))
+    return TableSpec(
+        name="objective_x_base",
+        title="Each training objective on each multi-scale base (not in either paper)",
+        rows=tuple(rows),
+        claims=tuple(claims),
+        notes="One verdict per cell against the same base's Hungarian baseline (paired by seed). Hybrid "
+              "matching exists on the two-stage base only; no paper numbers.",
+    )
 
 
 # ---------------------------------------------------------------------- released behaviours
@@ -57,8 +81,8 @@ def released_topk() -> TableSpec:
         name="released_topk",
         title="DETA's released top-K per object against the fixed one (not in either paper)",
         rows=rows,
-        claims=(Claim(f"DETA's released top-K and the fixed one give the same AP (within {EQUIVALENCE_MARGIN:g} point)",
-                      difference(label("released"), label("fixed")), "equivalent", margin=EQUIVALENCE_MARGIN),),
+        claims=(Hypothesis(f"DETA's released top-K and the fixed one give the same AP (within {EQUIVALENCE_MARGIN:g} point)",
+                           difference(label("released"), label("fixed")), "equivalent", margin=EQUIVALENCE_MARGIN),),
         notes=_released_notes("DETA", "a top-K per object that may give one box to two objects (DETA issue #8)",
                               "the fix keeps each object's K best among its own positives."),
     )
@@ -76,9 +100,9 @@ def released_kcap() -> TableSpec:
         base="dino", other_bases=(TWO_STAGE,),  # Align-DETR's base, or DETA's
         title="Align-DETR's released k cap against a per-image cap (not in either paper)",
         rows=rows,
-        claims=(Claim(f"Align-DETR's released k cap and a per-image cap give the same AP "
-                      f"(within {EQUIVALENCE_MARGIN:g} point)",
-                      difference(label("released"), label("per_image")), "equivalent", margin=EQUIVALENCE_MARGIN),),
+        claims=(Hypothesis(f"Align-DETR's released k cap and a per-image cap give the same AP "
+                           f"(within {EQUIVALENCE_MARGIN:g} point)",
+                           difference(label("released"), label("per_image")), "equivalent", margin=EQUIVALENCE_MARGIN),),
         notes=_released_notes("Align-DETR", "a cap on the copies k per object, min(floor(0.5 N / objects), k), "
                                             "written back so that it carries over to the later images of a batch",
                               "the per-image cap uses each image's own objects."),
@@ -133,8 +157,8 @@ def growth_table(pair: GrowthPair, source: TableSpec, factors: tuple[float, ...]
             rows.append(RowSpec(pair.label(arm, factor), {**row.overrides, **scaled_schedule(factor)},
                                 row.paper if factor == 1 else None, f"{source.name}: {source_label}",
                                 row.base))
-        claims.append(Claim(f"{pair.arms[0]} beats {pair.arms[1]} at {factor:g}x the schedule",
-                            difference(pair.better_label(factor), pair.worse_label(factor)), ">"))
+        claims.append(Hypothesis(f"{pair.arms[0]} beats {pair.arms[1]} at {factor:g}x the schedule",
+                                 difference(pair.better_label(factor), pair.worse_label(factor)), ">"))
     lengths = ", ".join(f"{f:g}x" for f in factors)
     return TableSpec(
         name=pair.name,
@@ -167,15 +191,15 @@ ALIGNMENT_ROWS = (
 )
 
 # Align-DETR's evidence (Figures 1 and 4) as claims on the alignment diagnostics of the result
-# files; evaluated by :func:`assignlab.study.evidence.alignment_evidence` (not by the AP table).
+# files; evaluated by :func:`assignlab.study.report.evidence.alignment_study` (not by the AP table).
 ALIGNMENT_CLAIMS = (
-    Claim("Align-DETR raises the confidence-IoU correlation of DINO's matches (Align-DETR Figure 4)",
-          difference("Align-DETR | DINO", "Hungarian | DINO"), ">", metric="pearson_r"),
-    Claim("IA-BCE ranks more best-regressed predictions among DINO's top-N confident than focal loss, "
-          "matching unchanged (Align-DETR Figure 1)",
-          difference("IA-BCE, one-to-one | DINO", "Hungarian | DINO"), ">", metric="br_recall_m1"),
-    Claim("Align-DETR raises the confidence-IoU correlation of DAB-DETR's matches",
-          difference("Align-DETR | DAB-DETR", "Hungarian | DAB-DETR"), ">", metric="pearson_r"),
+    Hypothesis("Align-DETR raises the confidence-IoU correlation of DINO's matches (Align-DETR Figure 4)",
+               difference("Align-DETR | DINO", "Hungarian | DINO"), ">", metric="pearson_r"),
+    Hypothesis("IA-BCE ranks more best-regressed predictions among DINO's top-N confident than focal loss, "
+               "matching unchanged (Align-DETR Figure 1)",
+               difference("IA-BCE, one-to-one | DINO", "Hungarian | DINO"), ">", metric="br_recall_m1"),
+    Hypothesis("Align-DETR raises the confidence-IoU correlation of DAB-DETR's matches",
+               difference("Align-DETR | DAB-DETR", "Hungarian | DAB-DETR"), ">", metric="pearson_r"),
 )
 
 
@@ -223,7 +247,7 @@ def b_matching_selection(table6: TableSpec) -> TableSpec:
         rows += [RowSpec(topk, row.overrides, note=f"deta_table6: {row.label}"),
                  RowSpec(nms, {**row.overrides, "model.query_selection": "nms"},
                          note="per-level NMS (IoU 0.9) among the proposals before the top-k, as DETA selects")]
-        claims.append(Claim(f"NMS in query selection lifts first-stage B={b} matching", difference(nms, topk), ">"))
+        claims.append(Hypothesis(f"NMS in query selection lifts first-stage B={b} matching", difference(nms, topk), ">"))
     return TableSpec(
         name="deta_table6_selection",
         title="DETA Table 6's first-stage B-matching with NMS in query selection (not in either paper)",
@@ -239,6 +263,8 @@ def b_matching_selection(table6: TableSpec) -> TableSpec:
 
 def beyond_tables(paper_tables: Mapping[str, TableSpec]) -> tuple[TableSpec, ...]:
     """Every table beyond the papers; ``paper_tables`` (name -> spec) supplies the rows they repeat."""
-    growth = tuple(growth_table(pair, paper_tables[pair.source]) for pair in GROWTH_PAIRS)
-    return (released_topk(), released_kcap(), *growth, alignment_evidence(paper_tables),
-            b_matching_selection(paper_tables["deta_table6"]))
+    objectives = objective_x_base()
+    sources = {**paper_tables, objectives.name: objectives}
+    growth = tuple(growth_table(pair, sources[pair.source]) for pair in GROWTH_PAIRS)
+    return (objectives, released_topk(), released_kcap(), *growth, alignment_evidence(sources),
+            b_matching_selection(sources["deta_table6"]))

@@ -5,10 +5,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from assignlab.study.aggregate import TableResult, aggregate_table
-from assignlab.study.executors import SlurmSettings
-from assignlab.study.runner import run_table
-from assignlab.study.specs import TableSpec, get_table
+from assignlab.study.report.aggregate import TableResult, aggregate_table
+from assignlab.study.run.executors import SlurmSettings
+from assignlab.study.run.runner import run_table
+from assignlab.study.tables.catalogue import get_table
+from assignlab.study.tables.spec import TableSpec
 
 
 def reproduce_table(
@@ -27,8 +28,8 @@ def reproduce_table(
     stale_after_s: float | None = None,
     base: str | None = None,
 ) -> TableResult:
-    """Run every missing run of ``table`` (see :func:`~assignlab.study.runner.run_table`), then write
-    and return its aggregated table (see :func:`~assignlab.study.aggregate.aggregate_table`).
+    """Run every missing run of ``table`` (see :func:`~assignlab.study.run.runner.run_table`), then write
+    and return its aggregated table (see :func:`~assignlab.study.report.aggregate.aggregate_table`).
 
     ``executor="slurm"`` trains each run as a Slurm job; ``slurm`` (settings, a mapping or a JSON/YAML
     file; else ``ASSIGNLAB_SLURM_*`` variables) says where (README: "Running the study on a Slurm cluster").

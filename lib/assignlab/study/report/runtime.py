@@ -9,9 +9,10 @@ import pandas as pd
 import torch
 
 from assignlab.analysis.runtime import runtime_table
-from assignlab.study.aggregate import save_figure, to_markdown
-from assignlab.study.paper import load_paper_table
-from assignlab.study.specs import deta, get_profile, hungarian
+from assignlab.study.report.aggregate import save_figure, to_markdown
+from assignlab.study.tables.methods import deta, hungarian
+from assignlab.study.tables.paper import load_paper_table
+from assignlab.study.tables.profiles import get_profile
 
 
 @dataclass

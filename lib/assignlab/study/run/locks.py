@@ -1,5 +1,5 @@
-"""Claim files: one per run, naming the process that trains it, so that runners sharing one results
-store (several notebooks, several login nodes, Slurm jobs) never train the same run twice.
+"""Run locks (claim files): one per run, naming the process that trains it, so that runners sharing
+one results store (several notebooks, several login nodes, Slurm jobs) never train the same run twice.
 
 ``<run folder>/claim.json`` holds the owner (a token: ``local:<host>:<pid>`` for a process,
 ``slurm:<job id>`` inside a submitit job, so that a requeued job finds its own claim again),
@@ -85,8 +85,8 @@ def _submitit_job() -> tuple[str, str] | None:
 
 
 @dataclass(frozen=True)
-class Claim:
-    """The content of one ``claim.json``."""
+class RunLock:
+    """The content of one ``claim.json``: who holds the run's lock, and since when."""
 
     owner: str
     executor: str
@@ -131,7 +131,7 @@ def claim_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CLAIM_NAME
 
 
-def read_claim(run_dir: str | Path) -> Claim | None:
+def read_claim(run_dir: str | Path) -> RunLock | None:
     """The run's claim, or None when there is none.
 
     A file that is not (yet) a complete claim (its writer was stopped between create and write)
@@ -144,24 +144,24 @@ def read_claim(run_dir: str | Path) -> Claim | None:
     except FileNotFoundError:
         return None
     parsed = _parse_claim(text)
-    return parsed if parsed is not None else Claim("unknown", "unknown", None, "unknown", -1, mtime, mtime)
+    return parsed if parsed is not None else RunLock("unknown", "unknown", None, "unknown", -1, mtime, mtime)
 
 
-def _parse_claim(text: str) -> Claim | None:
+def _parse_claim(text: str) -> RunLock | None:
     try:
         data = json.loads(text)
-        return Claim(**{name: data[name] for name in Claim.__dataclass_fields__})
+        return RunLock(**{name: data[name] for name in RunLock.__dataclass_fields__})
     except (json.JSONDecodeError, KeyError, TypeError):
         return None
 
 
-def _new_claim(owner: Owner, started: float | None = None) -> Claim:
+def _new_claim(owner: Owner, started: float | None = None) -> RunLock:
     now = time.time()
-    return Claim(owner.token, owner.executor, owner.job_id, owner.host, owner.pid,
-                 now if started is None else started, now)
+    return RunLock(owner.token, owner.executor, owner.job_id, owner.host, owner.pid,
+                   now if started is None else started, now)
 
 
-def _create_exclusive(path: Path, claim: Claim) -> bool:
+def _create_exclusive(path: Path, claim: RunLock) -> bool:
     """Create ``path`` holding ``claim`` unless it exists (atomically); True when created."""
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -174,13 +174,13 @@ def _create_exclusive(path: Path, claim: Claim) -> bool:
     return True
 
 
-def _rewrite(path: Path, claim: Claim) -> None:
+def _rewrite(path: Path, claim: RunLock) -> None:
     tmp = path.with_name(f".{path.name}.{claim.host}.{claim.pid}.tmp")
     tmp.write_text(json.dumps(claim.to_dict(), indent=1))
     tmp.replace(path)
 
 
-def acquire(run_dir: str | Path, owner: Owner | None = None, stale_after_s: float | None = None) -> Claim | None:
+def acquire(run_dir: str | Path, owner: Owner | None = None, stale_after_s: float | None = None) -> RunLock | None:
     """Claim the run in ``run_dir`` for ``owner`` (default: this process).
 
     Returns the claim, or None when another owner holds a live claim. A claim that ``owner`` already
@@ -207,7 +207,7 @@ def acquire(run_dir: str | Path, owner: Owner | None = None, stale_after_s: floa
     return None
 
 
-def _remove_if_unchanged(path: Path, judged: Claim) -> None:
+def _remove_if_unchanged(path: Path, judged: RunLock) -> None:
     """Remove the stale claim ``judged`` under the run's takeover lock, unless the claim file no
     longer holds it (another process took the run over first) or another process holds the lock."""
     lock = path.with_name(f".{path.name}.takeover")
@@ -225,17 +225,17 @@ def _remove_if_unchanged(path: Path, judged: Claim) -> None:
         lock.unlink(missing_ok=True)
 
 
-def refresh(claim: Claim, run_dir: str | Path) -> Claim | None:
+def refresh(claim: RunLock, run_dir: str | Path) -> RunLock | None:
     """Renew the heartbeat of ``claim``; None when the run is no longer claimed by its owner."""
     held = read_claim(run_dir)
     if held is None or held.owner != claim.owner:
         return None
-    renewed = Claim(**{**claim.to_dict(), "heartbeat": time.time()})
+    renewed = RunLock(**{**claim.to_dict(), "heartbeat": time.time()})
     _rewrite(claim_path(run_dir), renewed)
     return renewed
 
 
-def release(claim: Claim, run_dir: str | Path) -> None:
+def release(claim: RunLock, run_dir: str | Path) -> None:
     """Remove the claim if its owner still holds it."""
     held = read_claim(run_dir)
     if held is not None and held.owner == claim.owner:
@@ -245,7 +245,7 @@ def release(claim: Claim, run_dir: str | Path) -> None:
 class Heartbeat:
     """Refresh a claim every ``interval_s`` seconds from a daemon thread while in the ``with`` block."""
 
-    def __init__(self, claim: Claim, run_dir: str | Path, interval_s: float = DEFAULT_HEARTBEAT_S) -> None:
+    def __init__(self, claim: RunLock, run_dir: str | Path, interval_s: float = DEFAULT_HEARTBEAT_S) -> None:
         self.claim, self.run_dir, self.interval_s = claim, Path(run_dir), interval_s
         self.lost = False  # set when another owner took the run over (our heartbeat was too old)
         self._stop = threading.Event()

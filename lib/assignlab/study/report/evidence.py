@@ -17,11 +17,14 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import pandas as pd
 
-from assignlab.study.aggregate import evaluate_claims, save_figure
-from assignlab.study.beyond import ALIGNMENT_CLAIMS
-from assignlab.study.runner import PlannedRun, StudyPaths, plan_runs, read_json
-from assignlab.study.specs import Claim, TableSpec, get_table
-from assignlab.study.stats import t_interval
+from assignlab.jsonio import read_json
+from assignlab.study.report.aggregate import evaluate_claims, save_figure
+from assignlab.study.report.stats import t_interval
+from assignlab.study.run.plan import PlannedRun, plan_runs
+from assignlab.study.run.store import StudyPaths
+from assignlab.study.tables.beyond import ALIGNMENT_CLAIMS
+from assignlab.study.tables.catalogue import get_table
+from assignlab.study.tables.spec import Hypothesis, TableSpec
 
 SIZES = ("small", "medium", "large")
 RECALL_METRICS = ("br_recall_m1", "br_recall_m2", "br_recall_m3")
@@ -91,7 +94,7 @@ def alignment_matrix(summary: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
 
 
 def evaluate_alignment_claims(spec: TableSpec, frame: pd.DataFrame,
-                              claims: Sequence[Claim] = ALIGNMENT_CLAIMS) -> pd.DataFrame:
+                              claims: Sequence[Hypothesis] = ALIGNMENT_CLAIMS) -> pd.DataFrame:
     """Verdicts on ``claims`` (each names its diagnostic as ``metric``), paired by seed over the
     seeds where the diagnostic exists for every row of the claim."""
     return evaluate_claims(replace(spec, claims=tuple(claims)), frame)
@@ -144,7 +147,7 @@ class AlignmentEvidence:
 
 def alignment_study(table: str | TableSpec = "alignment_evidence", profile: str = "cpu", seeds: Any = None,
                     results_dir: str | Path = "results", data_root: str | None = None,
-                    claims: Sequence[Claim] = ALIGNMENT_CLAIMS) -> AlignmentEvidence:
+                    claims: Sequence[Hypothesis] = ALIGNMENT_CLAIMS) -> AlignmentEvidence:
     """Read the table's finished runs (train them first, e.g. with ``reproduce_table``) and write
     the alignment summary, its claims and figure."""
     spec = get_table(table)

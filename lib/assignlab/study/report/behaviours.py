@@ -22,8 +22,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from assignlab.study.evidence import finished_records
-from assignlab.study.specs import TableSpec, get_table
+from assignlab.study.report.evidence import finished_records
+from assignlab.study.tables.catalogue import get_table
+from assignlab.study.tables.spec import TableSpec
 
 BEHAVIOURS = {"shared": "A prediction given to two objects by DETA's released top-K",
               "carried_cap": "An image's k lowered by an earlier image of the batch (Align-DETR's released k cap)",

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from assignlab.study.aggregate import to_markdown
-from assignlab.study.beyond import notebook_name
 from assignlab.study.budget import budget_table
-from assignlab.study.runner import plan_runs
-from assignlab.study.specs import TABLES
+from assignlab.study.report.aggregate import to_markdown
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.tables.beyond import notebook_name
+from assignlab.study.tables.catalogue import TABLES
 
 NOTES_NAME = "notes.md"
 EXTRA_TABLES = {"deta_table2": "DETA Table 2: inference time per module (runtime.ipynb)",

@@ -1,4 +1,4 @@
-"""Write the study's notebooks (``python -m assignlab.study.notebooks [FOLDER]``).
+"""Write the study's notebooks (``python -m assignlab.study.report.notebooks [FOLDER]``).
 
 Every notebook has the same shape: a ``parameters`` cell of literals (papermill overrides them),
 a cell deriving values from them, one call into the library, then the display. The sources are
@@ -12,9 +12,9 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from assignlab.study.behaviours import BEHAVIOURS, COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
-from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
-from assignlab.study.specs import TABLES
+from assignlab.study.report.behaviours import BEHAVIOURS, COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
+from assignlab.study.tables.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
+from assignlab.study.tables.catalogue import TABLES
 
 PARAMETERS = '''# Parameters (papermill overrides these; literals only)
 profile = "cpu"          # "smoke" (seconds, CI), "cpu" (the laptop study) or "paper"
@@ -93,7 +93,7 @@ def released_notebook(name: str) -> nbformat.NotebookNode:
                           "output, the fraction of a batch's images (`images`) and of the training steps (`steps`) "
                           "where it fired, as the mean over the epochs and at the last epoch, averaged over seeds "
                           "(from the curves in the runs' result files)."),
-        new_code_cell("from assignlab.study.behaviours import behaviour_table\n\n"
+        new_code_cell("from assignlab.study.report.behaviours import behaviour_table\n\n"
                       f"rates = {rates_call}{base_argument})\n"
                       "rates.style.format(precision=3).hide(axis='index')"),
     ]
@@ -115,7 +115,7 @@ def alignment_notebook(name: str = "alignment_evidence") -> nbformat.NotebookNod
             "best-regressed prediction is among the top m x N confident (Align-DETR Figure 1); `pearson_r` of "
             "confidence and IoU of the last decoder layer's matches (Figure 4); `positives_per_object_{last,enc}_"
             "{small,medium,large}`, the predictions assigned per object by object size (DETA)."),
-        new_code_cell("from assignlab.study.evidence import alignment_study\n\n"
+        new_code_cell("from assignlab.study.report.evidence import alignment_study\n\n"
                       "evidence = alignment_study(TABLE, profile, seeds=seeds, results_dir=results_dir, "
                       "data_root=data_root)\nevidence.styled()"),
         new_code_cell("display(Image(filename=str(evidence.files['figure'])))"),
@@ -143,7 +143,7 @@ def growth_notebook() -> nbformat.NotebookNode:
             f"`{RUN_COMMAND.format(name=GROWTH_PAIRS[0].name)}` (one table at a time)."),
         _parameters_cell(),
         new_code_cell("from IPython.display import Image, display\n\nfrom assignlab import study\n"
-                      "from assignlab.study.beyond import GROWTH_PAIRS\nfrom assignlab.study.growth import growth_study"),
+                      "from assignlab.study.report.growth import growth_study\nfrom assignlab.study.tables.beyond import GROWTH_PAIRS"),
         new_code_cell("tables = {pair.name: study.reproduce_table(pair.name, profile=profile, seeds=seeds, "
                       "workers=workers, executor=executor,\n"
                       "                                           data_root=data_root, device=device, "
@@ -170,7 +170,7 @@ def inspect_notebook() -> nbformat.NotebookNode:
             "Pearson's r (Align-DETR Figure 4)."),
         _parameters_cell(PARAMETERS + '\nimage_index = 0\nscore_threshold = 0.3\nmax_images = None'),
         new_code_cell("from IPython.display import display\n\nfrom assignlab.data.build import build_dataset\n"
-                      "from assignlab.study.inspect import inspect_matches, trained_models\n\n"
+                      "from assignlab.study.report.inspect import inspect_matches, trained_models\n\n"
                       "seed = 0 if seeds is None else int(seeds[0] if isinstance(seeds, (list, tuple)) else seeds)"),
         new_code_cell("models = trained_models(profile, seed=seed, workers=workers, executor=executor, data_root=data_root,\n"
                       "                        device=device, results_dir=results_dir)\n"
@@ -197,7 +197,7 @@ def runtime_notebook() -> nbformat.NotebookNode:
             "baseline (top-k), same architecture, at the profile's model and image size; beside the "
             "paper's V100 numbers."),
         _parameters_cell(PARAMETERS + "\nrepeats = 20\nthreads = 1"),
-        new_code_cell("from IPython.display import Image, display\n\nfrom assignlab.study.runtime import runtime_study\n\n"
+        new_code_cell("from IPython.display import Image, display\n\nfrom assignlab.study.report.runtime import runtime_study\n\n"
                       "repeats = 3 if profile == \"smoke\" else repeats"),
         new_code_cell("runtime = runtime_study(profile, repeats=repeats, threads=threads, results_dir=results_dir)"),
         new_code_cell("display(runtime.table.style.format(precision=1).hide(axis='index'))\n"

@@ -1,6 +1,6 @@
 """Do the papers' differences grow or shrink with the schedule? (the ``growth_*`` tables)
 
-For a growth pair (:class:`~assignlab.study.beyond.GrowthPair`) and seed s, the difference at
+For a growth pair (:class:`~assignlab.study.tables.beyond.GrowthPair`) and seed s, the difference at
 schedule factor f (nominally f times the profile's schedule) is d_s(f) = AP(better arm, f) -
 AP(worse arm, f), paired by seed; per factor, its mean and 95% t-interval over seeds. Epochs are
 whole, so the length actually trained, ``length`` = epochs(f) / epochs(1), can differ from f
@@ -31,10 +31,10 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from assignlab.study.aggregate import collect_results, save_figure
-from assignlab.study.beyond import GROWTH_FACTORS, GROWTH_PAIRS, GrowthPair
-from assignlab.study.specs import get_table
-from assignlab.study.stats import INCONCLUSIVE, Interval, t_interval
+from assignlab.study.report.aggregate import collect_results, save_figure
+from assignlab.study.report.stats import INCONCLUSIVE, Interval, t_interval
+from assignlab.study.tables.beyond import GROWTH_FACTORS, GROWTH_PAIRS, GrowthPair
+from assignlab.study.tables.catalogue import get_table
 
 STABLE_BAND = 0.5  # AP per doubling of the schedule
 GROWING, SHRINKING, STABLE = "growing", "shrinking", "stable"

@@ -1,7 +1,7 @@
 """Where the runs of a table train: ``local`` worker processes, or ``slurm``: one submitit job per run.
 
 Every run, whatever the executor, is trained by a :class:`TrainTask`: it claims the run folder
-(:mod:`assignlab.study.claims`), keeps the claim's heartbeat while it trains, and trains through
+(:mod:`assignlab.study.run.locks`), keeps the claim's heartbeat while it trains, and trains through
 ``train_run``, which resumes from the folder's ``checkpoint.pth``. When another runner holds a live
 claim on the run, the task does not train and answers ``{"state": "busy"}``.
 
@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
+import typing
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +40,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 import submitit
 
+from assignlab.config import coerce_value
+from assignlab.engine.files import RESULT_NAME
 from assignlab.jsonio import read_json
-from assignlab.study import claims
+from assignlab.study.run import locks
 
 EXECUTORS = ("local", "slurm")
 ERROR_NAME = "error.json"
@@ -112,6 +115,7 @@ def load_slurm_settings(source: SlurmSettings | Mapping[str, Any] | str | Path |
         for key, value in _read_settings_file(Path(config_file)).items():
             values[key], origin[key] = value, f"{config_file}: field {key!r}"
     fields = {f.name: f for f in dataclasses.fields(SlurmSettings)}
+    types = typing.get_type_hints(SlurmSettings)
     for name in fields:
         variable = SLURM_ENV_PREFIX + name.upper()
         if variable in environ:
@@ -123,7 +127,7 @@ def load_slurm_settings(source: SlurmSettings | Mapping[str, Any] | str | Path |
     for key, value in values.items():
         if key not in fields:
             raise ValueError(f"{origin[key]}: unknown slurm setting (known: {', '.join(fields)})")
-        converted[key] = _convert(value, fields[key], origin[key])
+        converted[key] = _convert(value, types[key], fields[key].type, origin[key])
     try:
         return SlurmSettings(**converted)
     except ValueError as err:
@@ -148,22 +152,26 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _convert(value: Any, spec: dataclasses.Field, origin: str) -> Any:
-    kind = str(spec.type)
+def _convert(value: Any, annotation: Any, kind: str, origin: str) -> Any:
+    """``value`` as a setting of type ``annotation`` (written ``kind``), converted as config fields are
+    (:func:`assignlab.config.coerce_value`). Besides: None, "", "none" and "null" unset an optional
+    setting; a text setting takes any scalar as text; a list setting given otherwise than as a list is
+    text whose ';' separates the items."""
+    optional = type(None) in typing.get_args(annotation)
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
-        if "None" in kind:
+        if optional:
             return None
         raise ValueError(f"{origin}: a value is required")
+    target = next(a for a in typing.get_args(annotation) if a is not type(None)) if optional else annotation
+    given = value
+    if target is str and not isinstance(value, str):
+        value = str(value)
+    elif typing.get_origin(target) is tuple and not isinstance(value, (list, tuple)):
+        value = [s for s in str(value).split(";") if s.strip()]
     try:
-        if kind.startswith("int"):
-            return int(value)
-        if kind.startswith("float"):
-            return float(value)
-        if kind.startswith("tuple"):
-            return tuple(value) if isinstance(value, (list, tuple)) else tuple(s for s in str(value).split(";") if s.strip())
-        return str(value)
+        return coerce_value(value, target, origin)
     except (TypeError, ValueError):
-        raise ValueError(f"{origin}: {value!r} is not a valid {kind}") from None
+        raise ValueError(f"{origin}: {given!r} is not a valid {kind}") from None
 
 
 # --------------------------------------------------------------------------------------- task
@@ -181,7 +189,7 @@ class TrainRequest:
     nodes: int = 1
     rdzv_port: int = 29500
     stale_after_s: float | None = None
-    heartbeat_s: float = claims.DEFAULT_HEARTBEAT_S
+    heartbeat_s: float = locks.DEFAULT_HEARTBEAT_S
 
     @property
     def distributed(self) -> bool:
@@ -217,12 +225,12 @@ class TrainTask(submitit.helpers.Checkpointable):
         done = _finished_result(folder)
         if done is not None:  # trained by another runner meanwhile
             return {"state": "finished", "result": done}
-        claim = claims.acquire(folder, stale_after_s=request.stale_after_s)
+        claim = locks.acquire(folder, stale_after_s=request.stale_after_s)
         if claim is None:
-            held = claims.read_claim(folder)
+            held = locks.read_claim(folder)
             return {"state": "busy", "claim": held.to_dict() if held else None}
         try:
-            with claims.Heartbeat(claim, folder, request.heartbeat_s):
+            with locks.Heartbeat(claim, folder, request.heartbeat_s):
                 (folder / ERROR_NAME).unlink(missing_ok=True)
                 with open(folder / TRAIN_LOG_NAME, "a") as log, redirect_stdout(log), redirect_stderr(log):
                     try:
@@ -233,7 +241,7 @@ class TrainTask(submitit.helpers.Checkpointable):
                         raise
         finally:
             if not self._preempted:  # a requeued job keeps its claim and finds it again
-                claims.release(claim, folder)
+                locks.release(claim, folder)
         return {"state": "trained", "result": result}
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:
@@ -273,7 +281,7 @@ class TrainTask(submitit.helpers.Checkpointable):
         self._run_torchrun(folder, log)
         result = _finished_result(folder)
         if result is None:
-            raise RuntimeError(f"torchrun ended without {folder / 'result.json'}; log: {folder / TRAIN_LOG_NAME}")
+            raise RuntimeError(f"torchrun ended without {folder / RESULT_NAME}; log: {folder / TRAIN_LOG_NAME}")
         return result
 
     def _run_torchrun(self, folder: Path, log) -> None:
@@ -288,18 +296,18 @@ class TrainTask(submitit.helpers.Checkpointable):
     def _follow_first_task(self, folder: Path) -> dict[str, Any]:
         """Another node of a multi-node job: wait until the first task has claimed the run for
         this job, then join the rendezvous; stand down when someone else holds it."""
-        token = claims.Owner.current().token
+        token = locks.Owner.current().token
         deadline = time.time() + 600
         while time.time() < deadline:
             done = _finished_result(folder)
             if done is not None:
                 return {"state": "trained", "result": done}
-            held = claims.read_claim(folder)
+            held = locks.read_claim(folder)
             if held is not None and held.owner == token:
                 with open(folder / f"train.node{_job_rank()}.log", "a") as log:
                     self._run_torchrun(folder, log)
                 return {"state": "trained", "result": _finished_result(folder)}
-            if held is not None and held.stale_reason(claims.stale_after(self.request.stale_after_s)) is None:
+            if held is not None and held.stale_reason(locks.stale_after(self.request.stale_after_s)) is None:
                 return {"state": "busy", "claim": held.to_dict()}
             time.sleep(2)
         raise RuntimeError(f"the first task of job {_job_id()} did not claim {folder} within 10 minutes")
@@ -325,7 +333,7 @@ def torchrun_command(request: TrainRequest, folder: Path, master: str, job_id: s
 
 
 def _finished_result(folder: Path) -> dict[str, Any] | None:
-    path = folder / "result.json"
+    path = folder / RESULT_NAME
     return read_json(path) if path.exists() else None
 
 

@@ -20,8 +20,13 @@ from assignlab.analysis.matches import (
     plot_confidence_iou,
     plot_recall,
 )
-from assignlab.study.runner import StudyPaths, plan_runs, run_table
-from assignlab.study.specs import RowSpec, TableSpec, align, b_matching, deta, hungarian
+from assignlab.engine.files import CHECKPOINT_NAME
+from assignlab.engine.run import train_run
+from assignlab.study.run.plan import plan_runs
+from assignlab.study.run.runner import run_table
+from assignlab.study.run.store import StudyPaths
+from assignlab.study.tables.methods import align, b_matching, deta, hungarian
+from assignlab.study.tables.spec import RowSpec, TableSpec
 
 INSPECTED_METHODS = TableSpec(
     name="inspect_matches",
@@ -38,14 +43,12 @@ def trained_models(profile: str = "cpu", seed: int = 0, workers: int = 2, execut
                    progress: bool = True) -> dict[str, TrainedModel]:
     """Method name -> its trained model at ``profile``; runs are trained only when not cached
     (a run whose result is known but whose checkpoint is gone is retrained into the cache)."""
-    from assignlab.engine.run import train_run
-
     run_table(INSPECTED_METHODS, profile, seeds=[seed], workers=workers, executor=executor, results_dir=results_dir,
               cache_dir=cache_dir, data_root=data_root, device=device, progress=progress)
     paths = StudyPaths.make(results_dir, cache_dir)
     models = {}
     for run in plan_runs(INSPECTED_METHODS, profile, [seed], data_root):
-        checkpoint = paths.run_dir(run.run_id) / "checkpoint.pth"
+        checkpoint = paths.run_dir(run.run_id) / CHECKPOINT_NAME
         if not checkpoint.exists():
             train_run(run.config, run.seed, paths.run_dir(run.run_id), device=device, progress=False)
         for row in run.rows:

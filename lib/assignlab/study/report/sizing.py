@@ -4,7 +4,7 @@ Each candidate is a run folder whose ``log.jsonl`` holds the ``start`` event (co
 and one ``epoch`` event per epoch (training time, COCO metrics where evaluated). Runs stopped
 early count with the epochs they finished.
 
-    python -m assignlab.study.sizing results/sizing    # writes sizing.csv and sizing.png there
+    python -m assignlab.study.report.sizing results/sizing    # writes sizing.csv and sizing.png there
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from assignlab.study.aggregate import save_figure
+from assignlab.study.report.aggregate import save_figure
 
 
 def describe_candidate(config: dict[str, Any]) -> str:
