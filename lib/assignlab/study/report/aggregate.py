@@ -17,13 +17,22 @@ import numpy as np
 import pandas as pd
 
 from assignlab.study.report.stats import (
+    AGAINST_UNTRAINED,
+    DOES_NOT_HOLD,
+    HOLDS,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    SIZE_NA,
     UNTRAINED,
     UNTRAINED_AP_FLOOR,
     claim_verdict,
     detectable_difference,
     holm_adjust,
     paired_p_value,
+    size_verdict,
     t_interval,
+    verdict_reading,
+    worded_verdict,
 )
 from assignlab.study.run.outcomes import TableRunReport
 from assignlab.study.run.plan import plan_runs
@@ -86,14 +95,20 @@ def claim_contrasts(claim: Hypothesis, results: pd.DataFrame) -> pd.Series:
     return wide.mul(pd.Series(claim.weights)).sum(axis=1)
 
 
-def rows_untrained(claim: Hypothesis, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> bool:
-    """True when every row of the claim has runs and a mean AP below ``floor`` (none has learned),
-    whatever the claim measures: the alignment diagnostics of detectors that have not learned are
-    no evidence either. False when ``results`` has no AP column."""
+def untrained_rows(claim: Hypothesis, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> list[str]:
+    """The rows of the claim with runs and a mean AP below ``floor`` (not learned to detect), in the
+    claim's order, whatever the claim measures: the alignment diagnostics of detectors that have not
+    learned are no evidence either. Empty when ``results`` has no AP column."""
     if "AP" not in results.columns or results.empty:
-        return False
+        return []
     means = results[results["row"].isin(list(claim.weights))].groupby("row")["AP"].mean()
-    return len(means) == len(claim.weights) and bool((means < floor).all())
+    return [row for row in claim.weights if row in means.index and means[row] < floor]
+
+
+def rows_untrained(claim: Hypothesis, results: pd.DataFrame, floor: float = UNTRAINED_AP_FLOOR) -> bool:
+    """True when every row of the claim has runs and a mean AP below ``floor`` (none has learned).
+    False when ``results`` has no AP column."""
+    return len(untrained_rows(claim, results, floor)) == len(claim.weights)
 
 
 def describe_direction(claim: Hypothesis) -> str:
@@ -111,7 +126,8 @@ def contrast_text(claim: Hypothesis) -> str:
 
 
 CLAIM_COLUMNS = ["claim", "contrast", "test", "mean", "ci95", "low", "high", "n_seeds", "paper", "p", "p_holm",
-                 "verdict"]
+                 "verdict", "direction_verdict", "size_verdict", "size_ratio", "untrained_rows", "own_claim",
+                 "confounded_by", "reading"]
 
 
 def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
@@ -119,7 +135,12 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
     contrast of the paper's numbers), p (paired t-test, TOST for equivalence; NaN under 2 seeds),
     p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``; a
     claim (on any metric) with 2 or more seeds whose rows all stay below ``UNTRAINED_AP_FLOOR``
-    AP is "uninformative (untrained)"."""
+    AP is "uninformative (untrained)". Then both verdicts in words (see
+    :mod:`~assignlab.study.report.stats`): direction_verdict (the verdict in the claim's words:
+    holds / does not hold for the study's own claims, qualified "against an untrained row" when
+    some of its rows are below the floor), size_verdict and size_ratio (mean / paper),
+    untrained_rows (how many rows are below the floor), own_claim, confounded_by and reading (one
+    sentence with both)."""
     lines, intervals = [], []
     for claim in spec.claims:
         per_seed = claim_contrasts(claim, results).to_numpy()
@@ -137,6 +158,13 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
         untrained = interval.n >= 2 and rows_untrained(claim, results)  # under 2 seeds: no verdict either way
         line["verdict"] = UNTRAINED if untrained else claim_verdict(interval, p_holm, claim.direction,
                                                                      claim.margin, alpha)
+        below = len(untrained_rows(claim, results)) if interval.n >= 2 and not untrained else 0
+        line["direction_verdict"] = worded_verdict(line["verdict"], claim.own, below)
+        size, ratio = (SIZE_NA, math.nan) if untrained else size_verdict(interval, line["paper"], claim.direction)
+        line.update(size_verdict=size, size_ratio=ratio, untrained_rows=below, own_claim=claim.own,
+                    confounded_by=claim.confounded_by,
+                    reading=verdict_reading(line["direction_verdict"], size, ratio, interval, line["paper"],
+                                            claim.own, claim.confounded_by, claim.direction))
     return pd.DataFrame(lines, columns=CLAIM_COLUMNS)
 
 
@@ -237,25 +265,60 @@ class TableResult:
                 .set_caption(f"{self.spec.title} (profile {self.profile})").hide(axis="index"))
 
     def styled_claims(self):
-        colours = {"reproduced": "background-color: #c8e6c9", "not reproduced": "background-color: #ffcdd2"}
+        verdicts = [c for c in ("verdict", "direction_verdict", "reading") if c in self.claims.columns]
         return (self.claims.style.format({c: "{:+.2f}" for c in ("mean", "low", "high", "paper")} | {"ci95": "± {:.2f}"}
-                                         | {"p": "{:.3f}", "p_holm": "{:.3f}"}, na_rep="")
-                .map(lambda v: colours.get(v, ""), subset=["verdict"]).hide(axis="index"))
+                                         | {"p": "{:.3f}", "p_holm": "{:.3f}", "size_ratio": "{:.2f}"}, na_rep="")
+                .map(verdict_colour, subset=verdicts).hide(axis="index"))
+
+
+def verdict_colour(verdict: Any) -> str:
+    """The CSS background of a verdict (plain, worded or a whole reading): green where the claim is
+    reproduced or holds, red where it is not or does not, amber where that is against an untrained
+    row, grey when uninformative; none when inconclusive."""
+    if not isinstance(verdict, str):
+        return ""
+    text = verdict.removeprefix("direction ").removeprefix("equivalence ")
+    if text.startswith(UNTRAINED):
+        return "background-color: #e0e0e0"
+    if text.startswith((REPRODUCED, HOLDS, NOT_REPRODUCED, DOES_NOT_HOLD)) and (
+            AGAINST_UNTRAINED in text or " untrained rows" in text.split(";")[0]):
+        return "background-color: #ffe0b2"
+    if text.startswith((REPRODUCED, HOLDS)):
+        return "background-color: #c8e6c9"
+    if text.startswith((NOT_REPRODUCED, DOES_NOT_HOLD)):
+        return "background-color: #ffcdd2"
+    return ""
 
 
 def _p_text(p: float) -> str:
     return "" if math.isnan(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+VERDICT_LEGEND = (
+    "Two verdicts per claim. Direction: the claim is reproduced (for the study's own claims: holds) when "
+    "p_holm < 0.05 and d lies on the claimed side, not reproduced (does not hold) when p_holm < 0.05 on the "
+    "other side (for equivalence: the interval lies wholly outside the margin), otherwise inconclusive. Size: "
+    "the paper's value of d against our 95% interval: size consistent when inside it, larger or smaller than "
+    "the paper's (with the ratio d / paper) when the interval lies wholly beyond it in the claimed direction "
+    "(for equivalence: away from zero) or wholly on the other side, towards zero or beyond; n/a without a "
+    f"paper value. Untrained rows: a row below {UNTRAINED_AP_FLOOR:g} AP has not learned to detect; a claim "
+    "whose rows are all below it is uninformative (untrained), one with some of its rows below it is "
+    "qualified \"against an untrained row\". Our numbers come from a far smaller scale than the paper's, so "
+    "the size verdict says how the effect compares, not whether the claim holds.")
+
+
 def markdown_report(spec: TableSpec, profile: str, rows: pd.DataFrame, claims: pd.DataFrame,
                     detectable: DetectableDifference | None = None) -> str:
     shown = claims.drop(columns=["low", "high"]).assign(p=claims["p"].map(_p_text),
                                                        p_holm=claims["p_holm"].map(_p_text))
+    if "reading" in shown.columns:  # the verdict column shows both verdicts in words
+        shown = shown.assign(verdict=shown["reading"])[
+            ["claim", "contrast", "test", "mean", "ci95", "n_seeds", "paper", "p", "p_holm", "verdict"]]
     parts = [f"# {spec.title}", "", f"Profile `{profile}`; ours = mean over seeds, ci95 = half-width of the 95% "
              "t-interval; paper = the paper's number (COCO, ResNet-50).", "", to_markdown(rows), "",
              "## Claims", "", "d is paired by seed; p = two-sided paired t-test of d = 0 (for equivalence: TOST "
-             "against the margin), p_holm = p after Holm's correction over this table's claims; the verdict "
-             "needs p_holm < 0.05.", "", to_markdown(shown, digits=2)]
+             "against the margin), p_holm = p after Holm's correction over this table's claims. "
+             + VERDICT_LEGEND, "", to_markdown(shown, digits=2)]
     if detectable is not None:
         parts += ["", detectable.sentence()]
     if spec.notes:

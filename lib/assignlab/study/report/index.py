@@ -34,10 +34,27 @@ the one before it). A claim is **reproduced** when its Holm-adjusted p is below 
 the claimed side, **not reproduced** when it is below 0.05 on the other side (for equivalence: the
 95% interval lies wholly outside the margin), and **inconclusive** otherwise. The chance that any
 claim of a table passes its test by luck alone is then 5% or less. A claim can therefore look
-clear on its own (p below 0.05) and still be inconclusive after the correction. A claim whose
-rows all stay below 5 AP is **uninformative (untrained)**, whatever its p: none of the detectors
-it compares has learned yet, and a difference between near-chance detectors says nothing about
-the claim at a scale where they work.
+clear on its own (p below 0.05) and still be inconclusive after the correction. The study's own
+claims (those no paper makes: the tables beyond the papers, a paper table's row asked something
+else) **hold**, **do not hold** or are inconclusive instead: nothing is being reproduced.
+
+This first verdict is about the *direction* only. The second is about the *size*: the paper's
+value of the same contrast against our 95% interval of d. **size consistent**: the interval
+contains the paper's value; **larger** / **smaller than the paper's**: the interval lies wholly
+beyond the paper's value in the claimed direction, or wholly on the other side of it (towards
+zero or beyond), shown as the ratio d / paper, e.g. "3.1x the paper's size" (for an equivalence
+claim, "larger" is away from zero on the paper's side); **n/a** where the paper has no value.
+An inconclusive direction whose interval excludes the paper's value says so. Our runs are far
+smaller than the papers' (short schedules, small synthetic images), so a reproduced direction
+with a different size is expected; the size verdict says how far the effect is from the paper's.
+
+A row whose mean AP stays below 5 AP has not learned to detect. A claim whose rows all stay
+below it is **uninformative (untrained)**, whatever its p: none of the detectors it compares has
+learned yet, and a difference between near-chance detectors says nothing about the claim at a
+scale where they work. A claim with some (not all) of its rows below it keeps its verdict,
+qualified **against an untrained row** (e.g. "reproduced, against an untrained row"): beating a
+detector that has not learned is no evidence of the claim either. A claim whose rows differ in
+more than what it compares says what else differs ("confounded: ...").
 
 Each table's page also states its *detectable difference*: from the seed-to-seed spread of its
 rows, the smallest true AP difference that its number of seeds reproduces 80% of the time (at
@@ -49,10 +66,17 @@ reproduced equivalence claim.
 
 
 def _verdict_lines(claims_csv: Path) -> list[str]:
+    """One line per claim: both verdicts in words (the ``reading`` column; the plain verdict with
+    the paper's value in files written before it existed), d with its interval, seeds, Holm p."""
     claims = pd.read_csv(claims_csv)
     lines = []
     for claim in claims.itertuples(index=False):
         interval = "" if pd.isna(claim.mean) else f"d = {claim.mean:+.2f}" + ("" if pd.isna(claim.ci95) else f" ± {claim.ci95:.2f}")
+        reading = getattr(claim, "reading", float("nan"))
+        if isinstance(reading, str) and reading:
+            lines.append(f"  - {claim.claim} ({claim.test}): **{reading}** ({interval}, {claim.n_seeds} seeds"
+                         + ("" if pd.isna(claim.p_holm) else f", Holm p = {claim.p_holm:.3f}") + ")")
+            continue
         paper = "" if pd.isna(claim.paper) else f", paper {claim.paper:+.1f}"
         holm = "" if pd.isna(getattr(claim, "p_holm", float("nan"))) else f", Holm p = {claim.p_holm:.3f}"
         lines.append(f"  - {claim.claim} ({claim.test}): **{claim.verdict}** ({interval}{paper}, {claim.n_seeds} seeds"

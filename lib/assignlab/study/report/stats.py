@@ -8,6 +8,21 @@ A claim's p-value (:func:`paired_p_value`) comes from the same per-seed contrast
 one table are a family whose p-values are Holm-adjusted (:func:`holm_adjust`) before a verdict.
 :func:`detectable_difference` and :func:`seeds_for_half_width` size a study from the seed-to-seed
 spread: the smallest contrast its seeds detect, and the seeds an interval of a given width needs.
+
+A claim gets two verdicts. Its *direction* (:func:`claim_verdict`, Holm-adjusted): reproduced /
+not reproduced / inconclusive for a paper's claim, holds / does not hold / inconclusive for the
+study's own (:func:`worded_verdict`). Its *size* (:func:`size_verdict`): the paper's value of the
+contrast against the claim's 95% interval; "size consistent" when the interval contains it,
+"larger than the paper's" when the interval lies wholly beyond it in the claimed direction (for an
+equivalence claim: away from zero, on the paper's side), "smaller than the paper's" when it lies
+wholly on the other side (towards zero or beyond); "n/a" without a paper value or an interval.
+:func:`verdict_reading` puts both in one sentence.
+
+Untrained rows: a row whose mean AP is below ``UNTRAINED_AP_FLOOR`` (5 AP) has not learned to
+detect. A claim whose rows are all below the floor is "uninformative (untrained)", whatever its
+p-value; a claim with some (not all) of its rows below the floor keeps its direction verdict,
+qualified "against an untrained row" (e.g. "reproduced, against an untrained row"): a contrast
+with a near-chance detector says little about the claim at a trained scale.
 """
 from __future__ import annotations
 
@@ -22,6 +37,13 @@ REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
 INCONCLUSIVE = "inconclusive"
 UNTRAINED = "uninformative (untrained)"
+HOLDS = "holds"                   # the study's own claims (not a paper's): REPRODUCED ...
+DOES_NOT_HOLD = "does not hold"   # ... and NOT_REPRODUCED in their words
+AGAINST_UNTRAINED = "against an untrained row"
+SIZE_CONSISTENT = "size consistent"
+SIZE_LARGER = "larger than the paper's"
+SIZE_SMALLER = "smaller than the paper's"
+SIZE_NA = "n/a"
 # Below this AP (percent) a row has not learned to detect: contrasts between rows that are all
 # below it compare near-chance detectors and say nothing about the claim at a trained scale.
 UNTRAINED_AP_FLOOR = 5.0
@@ -105,6 +127,83 @@ def claim_verdict(interval: Interval, p_adjusted: float, direction: str, margin:
             return REPRODUCED
         return NOT_REPRODUCED if verdict(interval, direction, margin) == NOT_REPRODUCED else INCONCLUSIVE
     raise ValueError(f"unknown claim direction {direction!r}")
+
+
+def size_verdict(interval: Interval, paper: float, direction: str) -> tuple[str, float]:
+    """(size verdict, ratio mean / paper) of a claim's interval against the paper's value ``paper``
+    of the same contrast (module docstring). ``">"``: "larger" when the interval lies wholly above
+    the paper's value; ``"<"`` (a negative paper value): wholly below it; ``"equivalent"``: wholly
+    beyond it away from zero (either side when the paper's value is 0). "smaller" when it lies
+    wholly on the other side, towards zero or beyond. The ratio is NaN when the paper's value is 0
+    or the verdict is n/a; a negative ratio means the opposite sign to the paper's."""
+    if math.isnan(paper) or interval.n < 2 or math.isnan(interval.half_width):
+        return SIZE_NA, math.nan
+    ratio = interval.mean / paper if paper != 0 else math.nan
+    if interval.low <= paper <= interval.high:
+        return SIZE_CONSISTENT, ratio
+    if direction == ">":
+        side = 1.0
+    elif direction == "<":
+        side = -1.0
+    elif direction == "equivalent":
+        if paper == 0:
+            return SIZE_LARGER, ratio
+        side = math.copysign(1.0, paper)
+    else:
+        raise ValueError(f"unknown claim direction {direction!r}")
+    beyond = interval.low > paper if side > 0 else interval.high < paper
+    return (SIZE_LARGER if beyond else SIZE_SMALLER), ratio
+
+
+def worded_verdict(direction_verdict: str, own: bool = False, untrained_rows: int = 0) -> str:
+    """The direction verdict in words: the study's own claims (``own``) hold / do not hold rather
+    than being reproduced; with ``untrained_rows`` (> 0) of the claim's rows below
+    ``UNTRAINED_AP_FLOOR`` (but not all: that is already ``UNTRAINED``) it is qualified "against an
+    untrained row". Verdicts without seeds to judge ("inconclusive (1 seed)") are left as they are."""
+    if direction_verdict == UNTRAINED or direction_verdict.startswith(f"{INCONCLUSIVE} ("):
+        return direction_verdict
+    text = {REPRODUCED: HOLDS, NOT_REPRODUCED: DOES_NOT_HOLD}.get(direction_verdict, direction_verdict) if own \
+        else direction_verdict
+    if untrained_rows == 1:
+        return f"{text}, {AGAINST_UNTRAINED}"
+    if untrained_rows > 1:
+        return f"{text}, against {untrained_rows} untrained rows"
+    return text
+
+
+def _ratio_text(ratio: float) -> str:
+    return f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2g}x"
+
+
+def verdict_reading(direction_text: str, size: str, ratio: float, interval: Interval, paper: float,
+                    own: bool = False, confounded_by: str = "", direction: str = ">") -> str:
+    """One sentence with both verdicts, e.g. "direction reproduced; 3.1x the paper's size (paper
+    +2.5 outside [+7.26, +8.12])" or "inconclusive; the interval [-0.38, +1.11] excludes the
+    paper's +1.5 (smaller than the paper's)". ``direction_text``: from :func:`worded_verdict`;
+    ``size``, ``ratio``: from :func:`size_verdict`; ``confounded_by``: a note on what else differs
+    between the claim's rows, appended. A paper's decided claim reads "direction reproduced" (an
+    equivalence claim, ``direction="equivalent"``: "equivalence reproduced")."""
+    decided = direction_text.startswith((REPRODUCED, NOT_REPRODUCED))
+    kind = "equivalence" if direction == "equivalent" else "direction"
+    text = f"{kind} {direction_text}" if decided and not own else direction_text
+    if direction_text != UNTRAINED and size != SIZE_NA:
+        bounds = f"[{interval.low:+.2f}, {interval.high:+.2f}]"
+        if direction_text.startswith(INCONCLUSIVE):
+            if size == SIZE_CONSISTENT:
+                text += f"; the interval {bounds} includes the paper's {paper:+.1f}"
+            else:
+                text += f"; the interval {bounds} excludes the paper's {paper:+.1f} ({size})"
+        elif size == SIZE_CONSISTENT:
+            text += f"; {SIZE_CONSISTENT} (paper {paper:+.1f} inside {bounds})"
+        else:
+            scale = (f"{_ratio_text(ratio)} the paper's size" if ratio > 0 else
+                     f"{size}, opposite sign" if ratio <= 0 else size)
+            text += f"; {scale} (paper {paper:+.1f} outside {bounds})"
+    elif direction_text != UNTRAINED and not own and math.isnan(paper) and interval.n >= 2:
+        text += "; size n/a (no paper value)"
+    if confounded_by:
+        text += f"; confounded: {confounded_by}"
+    return text
 
 
 # ------------------------------------------------------------------------------- tests of claims

@@ -56,13 +56,20 @@ class PaperOnlyRow:
 class Hypothesis:
     """A testable statement (a table's "claim"): sum_r weights[r] * metric(r) <direction> 0
     (``">"`` or ``"<"``), or, for ``"equivalent"``, |sum| < margin. Evaluated per seed (rows share
-    seeds, so it is paired)."""
+    seeds, so it is paired).
+
+    ``own``: the study's own claim, not a paper's (tables beyond the papers, a paper table's rows
+    asked something the paper does not claim): its verdict reads holds / does not hold instead of
+    reproduced / not reproduced. ``confounded_by``: what else differs between the claim's rows
+    (shown with its verdict). Neither enters a run's config (runs are keyed by the rows' configs)."""
 
     statement: str
     weights: Mapping[str, float]
     direction: str
     margin: float = 0.0
     metric: str = "AP"
+    own: bool = False
+    confounded_by: str = ""
 
     def __post_init__(self) -> None:
         if self.direction not in (">", "<", "equivalent"):
@@ -120,15 +127,17 @@ class TableSpec:
 
     def on_base(self, base: str | None) -> "TableSpec":
         """The table run on ``base`` instead of its own: a copy named ``<name>_on_<base>`` (its own
-        result files; its runs differ, the configs do), compared with the same paper rows. ``None``
-        or the table's base returns the table itself."""
+        result files; its runs differ, the configs do), compared with the same paper rows; its claims
+        are the study's own (the paper made them on its base). ``None`` or the table's base returns
+        the table itself."""
         if base is None or base == self.base:
             return self
         if base not in self.other_bases:
             allowed = ", ".join((self.base, *self.other_bases))
             raise ValueError(f"table {self.name} runs on model.base in ({allowed}), not {base!r}")
         return replace(self, name=f"{self.name}_on_{base}", title=f"{self.title} [on the {base} base]",
-                       paper_file=self.paper_stem, base=base, other_bases=())
+                       paper_file=self.paper_stem, base=base, other_bases=(),
+                       claims=tuple(replace(claim, own=True) for claim in self.claims))
 
     def row_configs(self, profile: str, data_root: str | None = None) -> list[tuple[RowSpec, Config]]:
         """Each row with its resolved config at ``profile`` (``data_root`` replaces ``data.root``)."""
