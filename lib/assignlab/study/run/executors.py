@@ -42,7 +42,7 @@ import submitit
 
 from assignlab.config import coerce_value
 from assignlab.engine.files import RESULT_NAME
-from assignlab.jsonio import read_json
+from assignlab.jsonio import read_json, write_json_atomic
 from assignlab.study.run import locks
 
 EXECUTORS = ("local", "slurm")
@@ -338,10 +338,7 @@ def _finished_result(folder: Path) -> dict[str, Any] | None:
 
 
 def _write_error(folder: Path, message: str) -> None:
-    payload = {"error": message, "log": str(folder / TRAIN_LOG_NAME), "time": time.time()}
-    tmp = folder / f".{ERROR_NAME}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(payload, indent=1))
-    tmp.replace(folder / ERROR_NAME)
+    write_json_atomic(folder / ERROR_NAME, {"error": message, "log": str(folder / TRAIN_LOG_NAME), "time": time.time()})
 
 
 def _job_env() -> submitit.JobEnvironment | None:
