@@ -1,6 +1,8 @@
-"""JSON files that readers never see half-written: :func:`write_json_atomic` and :func:`read_json`.
+"""Files that readers never see half-written (:func:`write_atomically`, :func:`write_json_atomic`)
+and JSON read with errors that name the file (:func:`read_json`).
 
-Used by the engine (``result.json``) and the study (``results/runs/<table>/<run-id>.json``).
+Used by the engine (``result.json``, ``checkpoint.pth``, ``source.diff``) and the study
+(``results/runs/<table>/<run-id>.json``).
 Several processes, on several hosts, may write into the same folder: each writes its own temporary
 file ``.<name>.<host>.<pid>.tmp`` beside the target and renames it over the target (atomic on a
 local disk and on NFS), so the target is always either the previous file or the complete new one.
@@ -11,7 +13,7 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def tmp_path_for(path: Path) -> Path:
@@ -19,20 +21,20 @@ def tmp_path_for(path: Path) -> Path:
     return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
 
 
-def write_json_atomic(path: str | Path, payload: Any) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file in the same folder, then rename.
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file in ``path``'s folder (created if needed), then rename
+    it to ``path``; returns ``path``.
 
     On failure (disk full, no permission, ...) the temporary file is removed, ``path`` keeps its
     previous content (or stays absent), and an OSError of the same errno is raised whose message
     names ``path`` and what went wrong, e.g. ``could not write results/runs/t/x.json: No space left
-    on device (the previous file, if any, is unchanged)``.
+    on device (the previous file, if any, is unchanged)``; other exceptions pass through.
     """
     path = Path(path)
-    text = json.dumps(payload, indent=1, sort_keys=True)  # a payload that is not JSON fails before any file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = tmp_path_for(path)
     try:
-        tmp.write_text(text)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException as err:
         try:
@@ -44,6 +46,14 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
             message = f"could not write {path}: {reason} (the previous file, if any, is unchanged)"
             raise (OSError(err.errno, message) if err.errno else OSError(message)) from err
         raise
+    return path
+
+
+def write_json_atomic(path: str | Path, payload: Any) -> None:
+    """Write ``payload`` as JSON to ``path`` with :func:`write_atomically` (a payload that is not
+    JSON fails before any file is touched)."""
+    text = json.dumps(payload, indent=1, sort_keys=True)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def remove_stale_tmp_files(folder: str | Path) -> list[Path]:

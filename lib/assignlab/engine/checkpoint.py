@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from assignlab.jsonio import write_atomically
+
 CHECKPOINT_FORMAT = "assignlab-checkpoint-v2"
 FORMAT_V1 = "assignlab-checkpoint-v1"  # numpy RNG state as a numpy array
 READABLE_FORMATS = (CHECKPOINT_FORMAT, FORMAT_V1)
@@ -66,22 +68,10 @@ def restore_rng_states(states: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, **payload: Any) -> Path:
-    """Save ``payload`` (plus the format tag) atomically to ``path``.
-
-    On failure (e.g. the disk is full) the temporary file is removed, the previous checkpoint is
-    left as it was, and an ``OSError`` naming ``path`` is raised.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp)
-        tmp.replace(path)
-    except OSError as err:
-        tmp.unlink(missing_ok=True)
-        raise OSError(err.errno, f"{path}: could not write the checkpoint ({err.strerror or err}); "
-                                 "the previous checkpoint, if any, is unchanged") from err
-    return path
+    """Save ``payload`` (plus the format tag) atomically to ``path``
+    (:func:`~assignlab.jsonio.write_atomically`: on failure, e.g. a full disk, the previous
+    checkpoint is left as it was and an ``OSError`` naming ``path`` is raised)."""
+    return write_atomically(path, lambda tmp: torch.save({"format": CHECKPOINT_FORMAT, **payload}, tmp))
 
 
 def _unsafe_globals(path: Path) -> set[str]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import math
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -78,13 +77,3 @@ def evaluate_coco(
 def _ranges(image_size: int | None) -> list[list[float]]:
     ranges = scaled_area_ranges(image_size)
     return [ranges[k] for k in ("all", "small", "medium", "large")]
-
-
-def write_results_json(results: list[dict], path: str | Path) -> Path:
-    """Write COCO results entries atomically (the file COCO's evaluation server expects)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results))
-    tmp.replace(path)
-    return path

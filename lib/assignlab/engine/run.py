@@ -4,18 +4,21 @@ Files in the run's folder:
     checkpoint.pth   written after every epoch (model, optimiser, schedule, RNG, curve)
     log.jsonl        one line per logged step and per epoch
     result.json      written once at the end: config, seed, metrics, curve, timings, versions
+    source.diff      only when the source tree differs from its git commit: ``git diff HEAD --binary``
 
 A run started again on the same folder resumes from ``checkpoint.pth`` and ends with the same
 metrics as an uninterrupted run (same RNG states, same data order per epoch).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
 import random
 import subprocess
 import time
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,7 +42,7 @@ from assignlab.engine.loop import (
 )
 from assignlab.engine.files import CHECKPOINT_NAME, LOG_NAME, RESULT_NAME
 from assignlab.engine.optim import build_optimizer
-from assignlab.jsonio import read_json, write_json_atomic
+from assignlab.jsonio import read_json, write_atomically, write_json_atomic
 from assignlab.losses.criterion import Criterion, check_objective
 from assignlab.models.build import build_model, build_postprocessor
 
@@ -70,6 +73,60 @@ def git_commit() -> str | None:
     if out.returncode != 0:
         return None
     return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+SOURCE_DIFF_NAME = "source.diff"
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class SourceDiff:
+    """How a repository's tracked files differ from HEAD."""
+
+    diff: bytes               # the output of ``git diff HEAD --binary`` (``git apply`` re-applies it)
+    sha256: str               # hex sha256 of ``diff``
+    files: tuple[str, ...]    # the modified tracked paths, relative to the repository root, sorted
+
+    def record(self) -> dict[str, Any]:
+        """The ``git_diff`` field of a run's result: ``{"sha256": ..., "files": [...]}``."""
+        return {"sha256": self.sha256, "files": list(self.files)}
+
+
+def _git(args: list[str], cwd: Path, timeout: float = 10) -> bytes | None:
+    """The stdout of ``git <args>`` run in ``cwd``; None when git is missing, fails or times out."""
+    try:
+        done = subprocess.run(["git", *args], capture_output=True, cwd=cwd, timeout=timeout)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def source_diff(repo: str | Path = PACKAGE_DIR) -> SourceDiff | None:
+    """The modification of the git repository holding ``repo`` (a folder in it): a :class:`SourceDiff`
+    of ``git diff HEAD --binary`` run in the repository root; None when the tracked files equal HEAD,
+    or ``repo`` is not in a git repository, or git is missing."""
+    top = _git(["rev-parse", "--show-toplevel"], Path(repo))
+    if top is None:
+        return None
+    root = Path(top.decode().strip())
+    # --no-color/--no-ext-diff: a user's git config must not turn the file into something `git apply` rejects
+    diff = _git(["diff", "HEAD", "--binary", "--no-color", "--no-ext-diff"], root, timeout=60)
+    names = _git(["diff", "HEAD", "--name-only", "--no-renames", "-z"], root)
+    if not diff or names is None:
+        return None
+    files = sorted(name for name in names.decode(errors="surrogateescape").split("\0") if name)
+    return SourceDiff(diff=diff, sha256=hashlib.sha256(diff).hexdigest(), files=tuple(files))
+
+
+def write_source_diff(out: Path, source: SourceDiff | None) -> None:
+    """Write ``source.diff`` into the run folder ``out`` (atomically), or remove one left by an
+    earlier session of the run when ``source`` is None, so that the folder's file is always the one
+    the result's ``git_diff`` describes."""
+    path = out / SOURCE_DIFF_NAME
+    if source is None:
+        path.unlink(missing_ok=True)
+        return
+    write_atomically(path, lambda tmp: tmp.write_bytes(source.diff))
 
 
 def resolve_config(cfg: Config, dataset) -> Config:
@@ -120,6 +177,10 @@ def train_run(
     result_path = out / RESULT_NAME
     if result_path.exists():
         return read_json(result_path)
+    # the source this process imported, not the one found at the end after possible edits
+    commit, source = git_commit(), source_diff()
+    if dist.is_main_process():
+        write_source_diff(out, source)
 
     seed_everything(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -213,7 +274,8 @@ def train_run(
         "device": device,
         "threads": torch.get_num_threads(),
         "versions": software_versions(),
-        "git_commit": git_commit(),
+        "git_commit": commit,
+        "git_diff": source.record() if source is not None else None,
     }
     if dist.is_main_process():
         write_json_atomic(result_path, result)
