@@ -112,7 +112,8 @@ def test_results_index_lists_tables_verdicts_and_notes(tmp_path):
     pd.DataFrame([{"claim": "DETA beats Hungarian", "test": "d > 0", "mean": 1.5, "ci95": 0.5, "paper": 2.5,
                    "n_seeds": 3, "verdict": "reproduced"}]).to_csv(tmp_path / "tables" / "deta_table1_claims.csv")
     (tmp_path / "notes.md").write_text("Sizing: 42 minutes per run.")
-    first_run = plan_runs("align_table8", "cpu")[0]  # a run of another table counts: tables share runs
+    # a run of another table counts (tables share runs): Table 8's k=2 without the weighting, seed 0
+    first_run = next(run for run in plan_runs("align_table8", "cpu") if run.rows == ("k=2, no PS",))
     (tmp_path / "runs" / "deta_table5").mkdir(parents=True)
     record = {"config": first_run.config.to_dict(), "wall_time_s": 600.0}
     (tmp_path / "runs" / "deta_table5" / f"{first_run.run_id}.json").write_text(json.dumps(record))

@@ -142,3 +142,26 @@ def test_every_committed_run_keeps_its_id():
     for path in files[:: max(1, len(files) // 40)]:
         record = json.loads(path.read_text())
         assert f"{Config.from_dict(record['config']).stable_hash()}-s{record['seed']}" == path.stem, path
+
+
+def test_configs_that_train_the_same_model_share_a_run_id():
+    from assignlab.study.tables.catalogue import TABLES
+
+    def row_hash(table, label):
+        return {row.label: c.stable_hash() for row, c in TABLES[table].row_configs("cpu")}[label]
+
+    # mixed matching with k=1 (with or without prime-sample weighting) is one-to-one IA-BCE
+    one_to_one = row_hash("align_table5", "IA-BCE, one-to-one")
+    assert row_hash("align_table6", "k=1") == row_hash("align_table8", "k=1") == one_to_one == "048b5d497f1d"
+    assert row_hash("align_table6", "k=2") != one_to_one and row_hash("align_table8", "k=2, no PS") != one_to_one
+    # the mixed-matching fields are read by nothing under another method ...
+    config = preset("cpu")
+    for changed in ({"loss.prime_sample_tau": 9.0}, {"loss.prime_sample_weighting": False},
+                    {"assign.mixed_k": 2}, {"assign.k_cap": "per_image"}):
+        assert config.override(changed).stable_hash() == config.stable_hash(), changed
+    # ... and change the model under mixed matching
+    mixed = config.override({"assign.method": "align", "loss.cls_loss": "ia_bce"})
+    for changed in ({"loss.prime_sample_tau": 9.0}, {"loss.prime_sample_weighting": False}, {"assign.mixed_k": 2}):
+        assert mixed.override(changed).stable_hash() != mixed.stable_hash(), changed
+    # the config itself is not rewritten: the run trains what it was given
+    assert mixed.override({"assign.mixed_k": 1}).assign.method == "align"

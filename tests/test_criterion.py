@@ -314,3 +314,22 @@ def test_forward_backward_on_cuda(method):
     gpu = criterion(method, "ia_bce")(outputs, targets, generator=torch.Generator().manual_seed(0))
     gpu["loss"].backward()
     torch.testing.assert_close(gpu["loss"].cpu(), cpu["loss"].detach(), rtol=1e-4, atol=1e-4)
+
+
+def test_mixed_matching_with_one_copy_gives_one_to_one_losses_bit_for_bit():
+    # why configs with assign.mixed_k=1 share the run of one-to-one IA-BCE (config.training_equivalent)
+    def losses(method, **assign_and_loss):
+        assign = {k: v for k, v in assign_and_loss.items() if k in ("mixed_k",)}
+        loss = {k: v for k, v in assign_and_loss.items() if k not in assign}
+        return criterion(method, "ia_bce", assign=assign, loss=loss)(fake_outputs(), TARGETS,
+                                                                     generator=torch.Generator().manual_seed(0))
+
+    one_to_one = losses("hungarian")
+    for weighting in (True, False):
+        mixed_one = losses("align", mixed_k=1, prime_sample_weighting=weighting)
+        assert mixed_one.keys() == one_to_one.keys()
+        for name, value in one_to_one.items():
+            assert torch.equal(mixed_one[name], value), name
+    # two copies change the losses of the encoder and auxiliary layers
+    mixed_two = losses("align", mixed_k=2)
+    assert not torch.equal(mixed_two["loss_cls_dec0"], one_to_one["loss_cls_dec0"])

@@ -75,7 +75,7 @@ def _assert_table_written(name: str, workspace: Path) -> None:
     assert list(rows["row"][: len(TABLES[name].rows)]) == [r.label for r in TABLES[name].rows]
     assert (rows["n_seeds"][: len(TABLES[name].rows)] == 1).all()  # every run finished
     claims = pd.read_csv(workspace / "results" / "tables" / f"{name}_claims.csv")
-    assert (claims["verdict"] == "inconclusive (1 seed)").all()
+    assert (claims["outcome"] == "inconclusive (1 seed)").all()
     assert (workspace / "results" / "figures" / f"{name}.png").exists()
 
 

@@ -304,12 +304,12 @@ def test_aggregation_of_known_results(tmp_path):
     # A - B per seed: 1, 2, 3 -> mean 2, sd 1: interval 2 +- 2.48 straddles 0
     assert claims.loc["A beats B", "mean"] == pytest.approx(2.0)
     assert claims.loc["A beats B", "ci95"] == pytest.approx(T_975[2] / math.sqrt(3))
-    assert claims.loc["A beats B", "verdict"] == "inconclusive"
+    assert claims.loc["A beats B", "outcome"] == "inconclusive"
     assert claims.loc["A beats B", "paper"] == pytest.approx(47.9 - 46.5)
     # A - C per seed: 5, 6, 7 -> 6 +- 2.48, wholly above 0
-    assert claims.loc["A beats C", "verdict"] == "reproduced"
-    assert claims.loc["A below C", "verdict"] == "not reproduced"
-    assert claims.loc["A equals B within 5", "verdict"] == "reproduced"
+    assert claims.loc["A beats C", "outcome"] == "reproduced"
+    assert claims.loc["A below C", "outcome"] == "not reproduced"
+    assert claims.loc["A equals B within 5", "outcome"] == "reproduced"
     assert math.isnan(claims.loc["A beats C", "paper"])
     saved = pd.read_csv(result.files["csv"])
     assert list(saved["row"]) == ["A", "B", "C"] and saved["ours"].tolist() == pytest.approx([12.0, 10.0, 6.0])

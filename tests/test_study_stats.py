@@ -146,14 +146,14 @@ def test_a_claim_that_passes_alone_is_inconclusive_after_holm():
     alone = _claims(A_BEATS_B)
     assert alone.loc["A beats B", "p"] == pytest.approx(P_3_SEEDS)
     assert alone.loc["A beats B", "p_holm"] == pytest.approx(P_3_SEEDS)
-    assert alone.loc["A beats B", "verdict"] == "reproduced"
-    assert _claims(B_BEATS_A).loc["B beats A", "verdict"] == "not reproduced"
+    assert alone.loc["A beats B", "outcome"] == "reproduced"
+    assert _claims(B_BEATS_A).loc["B beats A", "outcome"] == "not reproduced"
     # three claims: p = 0.0351, 0.0351, 1 -> Holm 3 x 0.0351 = 0.105, max(0.105, 2 x 0.0351) = 0.105, 1
     family = _claims(A_BEATS_B, D_BEATS_B, C_BEATS_B)
     assert family["p"].tolist() == pytest.approx([P_3_SEEDS, P_3_SEEDS, 1.0])
     assert family["p_holm"].tolist() == pytest.approx([3 * P_3_SEEDS, 3 * P_3_SEEDS, 1.0])
-    assert (family["verdict"] == "inconclusive").all()
-    assert _claims(B_BEATS_A, D_BEATS_B, C_BEATS_B).loc["B beats A", "verdict"] == "inconclusive"
+    assert (family["outcome"] == "inconclusive").all()
+    assert _claims(B_BEATS_A, D_BEATS_B, C_BEATS_B).loc["B beats A", "outcome"] == "inconclusive"
     # the interval columns are still there: A - B = 3 +- t_{0.975,2} / sqrt 3
     assert family.loc["A beats B", "ci95"] == pytest.approx(T_975[2] / math.sqrt(3), abs=1e-3)
     assert family.loc["A beats B", "low"] == pytest.approx(3 - T_975[2] / math.sqrt(3), abs=1e-3)
@@ -163,26 +163,26 @@ def test_holm_steps_down_and_equivalence_uses_tost():
     p_e = 2 * stats.t.sf(5.0 / (0.1 / math.sqrt(3)), df=2)
     p_equal = stats.t.sf(3.0 / (1.0 / math.sqrt(3)), df=2)       # both TOST sides: |0 -+ 3| / (1 / sqrt 3)
     assert _claims(C_EQUALS_B).loc["C equals B within 3", "p"] == pytest.approx(p_equal)
-    assert _claims(C_EQUALS_B).loc["C equals B within 3", "verdict"] == "reproduced"
+    assert _claims(C_EQUALS_B).loc["C equals B within 3", "outcome"] == "reproduced"
     claims = _claims(E_BEATS_B, A_BEATS_B, C_EQUALS_B)
     # sorted: p_e (x3), p_equal = 0.018 (x2 = 0.035), P_3_SEEDS = 0.035 (x1, but the running maximum)
     assert claims["p_holm"].tolist() == pytest.approx([3 * p_e, max(2 * p_equal, P_3_SEEDS), 2 * p_equal])
-    assert claims["verdict"].tolist() == ["reproduced", "reproduced", "reproduced"]
+    assert claims["outcome"].tolist() == ["reproduced", "reproduced", "reproduced"]
     claims = _claims(E_BEATS_B, A_BEATS_B, D_BEATS_B, C_EQUALS_B)
-    assert claims["verdict"].tolist() == ["reproduced", "inconclusive", "inconclusive", "inconclusive"]
+    assert claims["outcome"].tolist() == ["reproduced", "inconclusive", "inconclusive", "inconclusive"]
 
 
 def test_equivalence_is_not_reproduced_when_the_interval_lies_outside_the_margin():
     claim = Hypothesis("E equals B within 1", difference("E", "B"), "equivalent", margin=1.0)
-    assert _claims(claim).loc["E equals B within 1", "verdict"] == "not reproduced"
+    assert _claims(claim).loc["E equals B within 1", "outcome"] == "not reproduced"
 
 
 def test_one_seed_and_missing_runs_keep_their_verdicts():
     spec = _spec(A_BEATS_B, B_BEATS_A)
     one_seed = aggregate.evaluate_claims(spec, _results(seeds=(0,)))
-    assert (one_seed["verdict"] == "inconclusive (1 seed)").all() and one_seed["p_holm"].isna().all()
+    assert (one_seed["outcome"] == "inconclusive (1 seed)").all() and one_seed["p_holm"].isna().all()
     no_a = aggregate.evaluate_claims(spec, _results({"B": BASE}))
-    assert (no_a["verdict"] == "inconclusive (no runs)").all()
+    assert (no_a["outcome"] == "inconclusive (no runs)").all()
 
 
 def test_a_claim_between_untrained_rows_is_uninformative():
@@ -191,9 +191,9 @@ def test_a_claim_between_untrained_rows_is_uninformative():
            "C": [c - 9.0 for c in ROWS["C"]]}
     claims = aggregate.evaluate_claims(_spec(A_BEATS_B), _results(low)).set_index("claim")
     assert claims.loc["A beats B", "p"] == pytest.approx(P_3_SEEDS)
-    assert claims.loc["A beats B", "verdict"] == "uninformative (untrained)"
+    assert claims.loc["A beats B", "outcome"] == "uninformative (untrained)"
     one_seed = aggregate.evaluate_claims(_spec(A_BEATS_B), _results(low, seeds=(0,)))
-    assert one_seed.loc[0, "verdict"] == "inconclusive (1 seed)"
+    assert one_seed.loc[0, "outcome"] == "inconclusive (1 seed)"
     # one trained row is enough for a verdict: a collapse below the floor is a finding
     mixed = {"A": ROWS["A"], "C": low["C"], "B": low["B"]}
     assert _verdict(Hypothesis("A beats B", difference("A", "B"), ">"), mixed) == "reproduced"
@@ -201,7 +201,7 @@ def test_a_claim_between_untrained_rows_is_uninformative():
 
 
 def _verdict(claim, rows):
-    return aggregate.evaluate_claims(_spec(claim), _results(rows)).loc[0, "verdict"]
+    return aggregate.evaluate_claims(_spec(claim), _results(rows)).loc[0, "outcome"]
 
 
 # --------------------------------------------------------------------- detectable difference

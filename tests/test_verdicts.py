@@ -2,8 +2,10 @@
 paper's value, claims against untrained rows, the study's own claims and confounds."""
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from assignlab.study.report import aggregate
 from assignlab.study.report.aggregate import verdict_colour
@@ -16,7 +18,11 @@ from assignlab.study.report.stats import (
     UNTRAINED,
     UNTRAINED_AP_FLOOR,
     Interval,
+    claim_verdict,
+    deciding_test,
+    short_verdict,
     size_verdict,
+    t_interval,
     verdict_reading,
     worded_verdict,
 )
@@ -144,26 +150,31 @@ def test_claims_get_both_verdicts_and_keep_the_plain_one(monkeypatch):
     claims = _evaluate(monkeypatch, Hypothesis("A beats B", difference("A", "B"), ">"),
                        Hypothesis("A beats B (ours)", difference("A", "B"), ">", own=True),
                        Hypothesis("A beats L", difference("A", "L"), ">"))
-    assert list(claims.reset_index().columns[:12]) == ["claim", "contrast", "test", "mean", "ci95", "low", "high",
-                                                       "n_seeds", "paper", "p", "p_holm", "verdict"]
+    assert list(claims.reset_index().columns[:16]) == ["claim", "contrast", "test", "mean", "ci95", "low", "high",
+                                                       "ci90_low", "ci90_high", "n_seeds", "paper", "p_test", "p",
+                                                       "p_holm", "outcome", "verdict"]
     paper = claims.loc["A beats B"]
-    assert paper["verdict"] == "reproduced" and paper["direction_verdict"] == "reproduced"
+    assert paper["outcome"] == "reproduced" and paper["direction_verdict"] == "reproduced"
+    # the verdict column never says a bare "reproduced" where the interval excludes the paper's value
+    assert paper["verdict"] == "reproduced; 3.2x the paper's size"
     assert paper["size_verdict"] == SIZE_LARGER and paper["size_ratio"] == pytest.approx(8 / 2.5)
     assert paper["reading"].startswith("direction reproduced; 3.2x the paper's size (paper +2.5 outside [")
     own = claims.loc["A beats B (ours)"]
-    assert own["verdict"] == "reproduced" and own["direction_verdict"] == "holds" and bool(own["own_claim"])
+    assert own["outcome"] == "reproduced" and own["direction_verdict"] == "holds" and bool(own["own_claim"])
+    assert own["verdict"] == "holds; 3.2x the paper's size"
     assert own["reading"].startswith("holds; 3.2x the paper's size")
     # one row below the floor: the same verdict, qualified
     floor = claims.loc["A beats L"]
     assert PAPER["L"] < UNTRAINED_AP_FLOOR and floor["untrained_rows"] == 1
-    assert floor["verdict"] == "reproduced" and floor["direction_verdict"] == "reproduced, against an untrained row"
+    assert floor["outcome"] == "reproduced" and floor["direction_verdict"] == "reproduced, against an untrained row"
+    assert floor["verdict"].startswith("reproduced, against an untrained row; ")
     assert floor["reading"].startswith("direction reproduced, against an untrained row; ")
 
 
 def test_all_rows_untrained_stay_uninformative_without_a_size(monkeypatch):
     low = {"A": [a - 15.0 for a in ROWS["A"]], "B": [b - 9.0 for b in ROWS["B"]]}
     claim = _evaluate(monkeypatch, Hypothesis("A beats B", difference("A", "B"), ">"), rows=low).loc["A beats B"]
-    assert claim["verdict"] == claim["direction_verdict"] == claim["reading"] == UNTRAINED
+    assert claim["outcome"] == claim["verdict"] == claim["direction_verdict"] == claim["reading"] == UNTRAINED
     assert claim["size_verdict"] == SIZE_NA and claim["untrained_rows"] == 0
 
 
@@ -202,3 +213,126 @@ def test_an_equivalence_claims_reading_names_it():
                            direction="equivalent") == \
         "equivalence not reproduced; 11.2x the paper's size (paper -0.5 outside [-6.69, -4.56])"
     assert verdict_colour("equivalence not reproduced; 11.3x the paper's size") == "background-color: #ffcdd2"
+
+
+# ------------------------------------------------------------------------------ test forms
+def _two_sided_t_p(values, bound):
+    """p of the two-sided one-sample t-test of mean = bound, from the formula."""
+    x = np.asarray(values, dtype=float)
+    t = (x.mean() - bound) / (x.std(ddof=1) / math.sqrt(len(x)))
+    return 2 * stats.t.sf(abs(t), df=len(x) - 1)
+
+
+def test_a_no_harm_claim_is_a_non_inferiority_test_against_its_margin():
+    # d = 0.2, 0.5, 0.8: mean 0.5, se 0.3 / sqrt 3; against -1: t = 8.66 on 2 df
+    harmless = [0.2, 0.5, 0.8]
+    test = deciding_test(harmless, "noninferior", 1.0)
+    assert test.name == "t-test of d = -1" and test.p == pytest.approx(_two_sided_t_p(harmless, -1.0), rel=1e-9)
+    assert test.p < 0.05
+    interval = t_interval(harmless)
+    assert interval.low > -1.0 and claim_verdict(interval, test.p, "noninferior", 1.0) == "reproduced"
+    # a small loss inside the margin is still no harm; a test of d > 0 would call it not reproduced
+    slight_loss = [-0.3, -0.2, -0.4]
+    assert claim_verdict(t_interval(slight_loss), deciding_test(slight_loss, "noninferior", 1.0).p,
+                         "noninferior", 1.0) == "reproduced"
+    assert claim_verdict(t_interval(slight_loss), deciding_test(slight_loss, ">").p, ">") == "not reproduced"
+    # harm beyond the margin: not reproduced; an interval across -1: inconclusive
+    harmful = [-2.5, -2.2, -2.0]
+    assert claim_verdict(t_interval(harmful), deciding_test(harmful, "noninferior", 1.0).p,
+                         "noninferior", 1.0) == "not reproduced"
+    unclear = [-1.61 + 0.3, 0.5, 2.0]
+    assert claim_verdict(t_interval(unclear), deciding_test(unclear, "noninferior", 1.0).p,
+                         "noninferior", 1.0) == "inconclusive"
+    # the 95% interval's lower end above -m is the same decision as p < 0.05
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        x = rng.normal(rng.uniform(-3, 2), rng.uniform(0.2, 2), size=3)
+        assert (t_interval(x).low > -1.0) == (deciding_test(x, "noninferior", 1.0).p < 0.05 and x.mean() > -1.0)
+
+
+def test_equivalence_is_decided_by_the_p_printed_beside_it():
+    # inside the band: TOST, which matches the 90% interval lying inside the band
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        x = rng.normal(rng.uniform(-1.5, 1.5), rng.uniform(0.1, 1.0), size=3)
+        test = deciding_test(x, "equivalent", 1.0)
+        band = t_interval(x, 0.90)
+        if abs(x.mean()) < 1.0:
+            assert test.name == "TOST of |d| < 1"
+            assert (test.p < 0.05) == (-1.0 < band.low and band.high < 1.0)
+        else:  # beyond a bound: the two-sided test against it, i.e. the 95% interval wholly beyond it
+            bound = math.copysign(1.0, x.mean())
+            assert test.name == f"t-test of d = {bound:+g}"
+            assert test.p == pytest.approx(_two_sided_t_p(x, bound), rel=1e-9)
+            interval = t_interval(x)
+            assert (test.p < 0.05) == (interval.low > 1.0 or interval.high < -1.0)
+    # DETA-like numbers far outside the margin: not reproduced, decided by a small p (not TOST's 1.0)
+    far = [-5.1, -5.6, -6.2]
+    test = deciding_test(far, "equivalent", 1.0)
+    assert test.p < 0.05 and claim_verdict(t_interval(far), test.p, "equivalent", 1.0) == "not reproduced"
+    # the same interval with a Holm-adjusted p above 0.05 is inconclusive, not "not reproduced"
+    assert claim_verdict(t_interval(far), 0.2, "equivalent", 1.0) == "inconclusive"
+
+
+def test_equivalence_claims_show_the_90_percent_interval(monkeypatch):
+    claims = _evaluate(monkeypatch, Hypothesis("A equals B", difference("A", "B"), "equivalent", margin=10.0),
+                       Hypothesis("A beats B", difference("A", "B"), ">"))
+    equal, beats = claims.loc["A equals B"], claims.loc["A beats B"]
+    # A - B = 7, 8, 9: 8 +- t_{0.95, 2} * 1 / sqrt 3 = 8 +- 2.92 / 1.73
+    assert equal["ci90_low"] == pytest.approx(8 - 2.9200 / math.sqrt(3), abs=1e-3)
+    assert equal["ci90_high"] == pytest.approx(8 + 2.9200 / math.sqrt(3), abs=1e-3)
+    assert equal["p_test"] == "TOST of |d| < 10" and equal["outcome"] == "reproduced"
+    assert "(90% interval [+6.31, +9.69], margin ±10)" in equal["reading"]
+    assert math.isnan(beats["ci90_low"]) and beats["p_test"] == "t-test of d = 0"
+
+
+def test_short_verdicts():
+    assert short_verdict("reproduced", SIZE_LARGER, 3.08) == "reproduced; 3.1x the paper's size"
+    assert short_verdict("reproduced", SIZE_SMALLER, 0.83) == "reproduced; 0.83x the paper's size"
+    assert short_verdict("not reproduced", SIZE_SMALLER, -0.7) == \
+        "not reproduced; smaller than the paper's, opposite sign"
+    assert short_verdict("reproduced", SIZE_CONSISTENT, 1.2) == "reproduced; size consistent"
+    assert short_verdict("inconclusive", SIZE_SMALLER, 0.2) == "inconclusive; smaller than the paper's"
+    assert short_verdict("inconclusive", SIZE_CONSISTENT, 0.2) == "inconclusive; size consistent"
+    assert short_verdict("holds", SIZE_NA, math.nan) == "holds"
+    assert short_verdict(UNTRAINED, SIZE_NA, math.nan) == UNTRAINED
+    assert short_verdict("inconclusive (1 seed)", SIZE_NA, math.nan) == "inconclusive (1 seed)"
+    assert short_verdict("reproduced", SIZE_LARGER, 7.5, confounded=True) == \
+        "reproduced; 7.5x the paper's size; confounded"
+
+
+def test_the_catalogue_tests_detas_no_harm_claim_as_non_inferiority():
+    (claim,) = [c for c in get_table("deta_table7").claims if "does not need decoder self-attention" in c.statement]
+    assert claim.direction == "noninferior" and claim.margin == 1.0
+    with pytest.raises(ValueError, match="margin"):
+        Hypothesis("no harm", difference("A", "B"), "noninferior")
+
+
+# ------------------------------------------------------------------------ the committed tables
+def test_no_committed_paper_claim_excluding_the_papers_value_reads_a_bare_reproduced():
+    from pathlib import Path
+
+    tables = Path(__file__).resolve().parents[1] / "results" / "tables"
+    claims = pd.concat([pd.read_csv(path, keep_default_na=False, na_values=[""]).assign(table=path.name)
+                        for path in sorted(tables.glob("*_claims.csv")) if "size_verdict" in pd.read_csv(path).columns])
+    paper = claims[~claims["own_claim"].astype(bool)]
+    assert len(paper) >= 25
+    excluded = paper[paper["size_verdict"].isin([SIZE_LARGER, SIZE_SMALLER])]
+    assert len(excluded) >= 15
+    for line in excluded.itertuples():
+        assert ";" in line.verdict and "paper" in line.reading, (line.table, line.claim, line.verdict)
+    by_claim = paper.set_index("claim")
+    assert "against an untrained row" in by_claim.loc["alpha=0.25 beats alpha=0.75", "verdict"]
+    assert by_claim.loc["Align-DETR beats H-Deformable-DETR", "verdict"].endswith("; confounded")
+
+
+def test_a_non_inferiority_reading_states_the_lower_end_against_the_margin():
+    interval = _interval(-1.61, 2.61, n=3)
+    assert verdict_reading("inconclusive", *size_verdict(interval, 0.1, "noninferior"), interval, 0.1,
+                           direction="noninferior", margin=1.0) == (
+        "inconclusive (the 95% interval's lower end -1.61 against the margin -1); the interval [-1.61, +2.61] "
+        "includes the paper's +0.1")
+    harmless = _interval(-0.5, 1.5, n=3)
+    assert verdict_reading("reproduced", *size_verdict(harmless, 0.1, "noninferior"), harmless, 0.1,
+                           direction="noninferior", margin=1.0).startswith(
+        "non-inferiority reproduced (the 95% interval's lower end -0.50 against the margin -1); size consistent")

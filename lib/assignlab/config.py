@@ -186,8 +186,9 @@ class Config:
     def stable_hash(self, length: int = 12) -> str:
         """Hash of the canonical JSON (independent of process, platform and field order). A field
         of ``HASH_NEUTRAL_DEFAULTS`` at its listed value is left out, so that adding a field does
-        not change the id of any run cached before it existed."""
-        data = self.to_dict()
+        not change the id of any run cached before it existed; configs that train the same model
+        (:func:`training_equivalent`) hash the same, so they share their runs."""
+        data = training_equivalent(self.to_dict())
         for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
             section, key = dotted.split(".")
             if data[section][key] == neutral:
@@ -205,6 +206,32 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "model.dino_decoder_norm": False,
     "train.weight_decay_norm": None,
 }
+
+
+# Read only by Align-DETR's mixed matching (assign.method "align"); any other method ignores them.
+MIXED_MATCHING_FIELDS = {"assign.mixed_k": 3, "assign.k_cap": "released",
+                         "loss.prime_sample_weighting": True, "loss.prime_sample_tau": 1.5}
+
+
+def training_equivalent(data: dict[str, Any]) -> dict[str, Any]:
+    """A config's dict (``Config.to_dict``) with settings that cannot change training written one way:
+
+    - mixed matching with one copy per object (``assign.method="align"``, ``assign.mixed_k=1``) is
+      one-to-one Hungarian matching on every output, and each object's single match has rank 0,
+      so its prime-sample weight is exp(0) = 1 with or without the weighting: it is written as
+      ``assign.method="hungarian"``;
+    - under any method but ``"align"`` the fields of ``MIXED_MATCHING_FIELDS`` are read by nothing:
+      they are written at their defaults.
+
+    Used for the run id only; the run itself trains the config as given. Returns a new dict."""
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in data.items()}
+    if data["assign"]["method"] == "align" and data["assign"]["mixed_k"] == 1:
+        data["assign"]["method"] = "hungarian"
+    if data["assign"]["method"] != "align":
+        for dotted, default in MIXED_MATCHING_FIELDS.items():
+            section, key = dotted.split(".")
+            data[section][key] = default
+    return data
 
 
 def coerce_value(value: Any, annotation: Any, path: str) -> Any:

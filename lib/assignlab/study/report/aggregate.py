@@ -26,9 +26,10 @@ from assignlab.study.report.stats import (
     UNTRAINED,
     UNTRAINED_AP_FLOOR,
     claim_verdict,
+    deciding_test,
     detectable_difference,
     holm_adjust,
-    paired_p_value,
+    short_verdict,
     size_verdict,
     t_interval,
     verdict_reading,
@@ -112,7 +113,11 @@ def rows_untrained(claim: Hypothesis, results: pd.DataFrame, floor: float = UNTR
 
 
 def describe_direction(claim: Hypothesis) -> str:
-    return f"|d| < {claim.margin:g}" if claim.direction == "equivalent" else f"d {claim.direction} 0"
+    if claim.direction == "equivalent":
+        return f"|d| < {claim.margin:g}"
+    if claim.direction == "noninferior":
+        return f"d > {-claim.margin:g}"
+    return f"d {claim.direction} 0"
 
 
 def contrast_text(claim: Hypothesis) -> str:
@@ -125,46 +130,53 @@ def contrast_text(claim: Hypothesis) -> str:
     return text[2:] if text.startswith("+ ") else text
 
 
-CLAIM_COLUMNS = ["claim", "contrast", "test", "mean", "ci95", "low", "high", "n_seeds", "paper", "p", "p_holm",
-                 "verdict", "direction_verdict", "size_verdict", "size_ratio", "untrained_rows", "own_claim",
-                 "confounded_by", "reading"]
+CLAIM_COLUMNS = ["claim", "contrast", "test", "mean", "ci95", "low", "high", "ci90_low", "ci90_high", "n_seeds",
+                 "paper", "p_test", "p", "p_holm", "outcome", "verdict", "direction_verdict", "size_verdict",
+                 "size_ratio", "untrained_rows", "own_claim", "confounded_by", "reading"]
 
 
 def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
-    """One line per claim: claim, contrast d, test, mean, ci95, low, high, n_seeds, paper (the same
-    contrast of the paper's numbers), p (paired t-test, TOST for equivalence; NaN under 2 seeds),
-    p_holm (Holm-adjusted over this table's claims) and the verdict from p_holm < ``alpha``; a
-    claim (on any metric) with 2 or more seeds whose rows all stay below ``UNTRAINED_AP_FLOOR``
-    AP is "uninformative (untrained)". Then both verdicts in words (see
-    :mod:`~assignlab.study.report.stats`): direction_verdict (the verdict in the claim's words:
-    holds / does not hold for the study's own claims, qualified "against an untrained row" when
-    some of its rows are below the floor), size_verdict and size_ratio (mean / paper),
-    untrained_rows (how many rows are below the floor), own_claim, confounded_by and reading (one
-    sentence with both)."""
-    lines, intervals = [], []
+    """One line per claim: claim, contrast d, test, mean, ci95, low, high (the 95% interval),
+    ci90_low and ci90_high (equivalence claims: the 90% interval of TOST), n_seeds, paper (the same
+    contrast of the paper's numbers), p_test (the test that decides the claim,
+    :func:`~assignlab.study.report.stats.deciding_test`), p (its p-value; NaN under 2 seeds), p_holm
+    (Holm-adjusted over this table's claims) and outcome, the test's result from p_holm <
+    ``alpha``; a claim (on any metric) with 2 or more seeds whose rows all stay below
+    ``UNTRAINED_AP_FLOOR`` AP is "uninformative (untrained)". Then both verdicts in words (see
+    :mod:`~assignlab.study.report.stats`): verdict (both in a few words), direction_verdict (the
+    outcome in the claim's words: holds / does not hold for the study's own claims, qualified
+    "against an untrained row" when some of its rows are below the floor), size_verdict and
+    size_ratio (mean / paper), untrained_rows (how many rows are below the floor), own_claim,
+    confounded_by and reading (one sentence with both)."""
+    lines, intervals, band_intervals = [], [], []
     for claim in spec.claims:
         per_seed = claim_contrasts(claim, results).to_numpy()
         interval = t_interval(per_seed)
+        band = t_interval(per_seed, 0.90) if claim.direction == "equivalent" else None
         refs = [spec.row(r).paper for r in claim.weights]
         paper = (sum(w * paper_value(spec.paper_stem, ref) for w, ref in zip(claim.weights.values(), refs))
                  if all(ref is not None for ref in refs) else math.nan)
+        test = deciding_test(per_seed, claim.direction, claim.margin)
         intervals.append(interval)
+        band_intervals.append(band)
         lines.append({"claim": claim.statement, "contrast": contrast_text(claim), "test": describe_direction(claim),
                       "mean": interval.mean, "ci95": interval.half_width, "low": interval.low, "high": interval.high,
-                      "n_seeds": interval.n, "paper": paper,
-                      "p": paired_p_value(per_seed, claim.direction, claim.margin)})
-    for line, p_holm, claim, interval in zip(lines, holm_adjust([line["p"] for line in lines]), spec.claims, intervals):
+                      "ci90_low": band.low if band else math.nan, "ci90_high": band.high if band else math.nan,
+                      "n_seeds": interval.n, "paper": paper, "p_test": test.name, "p": test.p})
+    for line, p_holm, claim, interval, band in zip(lines, holm_adjust([line["p"] for line in lines]), spec.claims,
+                                                   intervals, band_intervals):
         line["p_holm"] = p_holm
         untrained = interval.n >= 2 and rows_untrained(claim, results)  # under 2 seeds: no verdict either way
-        line["verdict"] = UNTRAINED if untrained else claim_verdict(interval, p_holm, claim.direction,
+        line["outcome"] = UNTRAINED if untrained else claim_verdict(interval, p_holm, claim.direction,
                                                                      claim.margin, alpha)
         below = len(untrained_rows(claim, results)) if interval.n >= 2 and not untrained else 0
-        line["direction_verdict"] = worded_verdict(line["verdict"], claim.own, below)
+        line["direction_verdict"] = worded_verdict(line["outcome"], claim.own, below)
         size, ratio = (SIZE_NA, math.nan) if untrained else size_verdict(interval, line["paper"], claim.direction)
-        line.update(size_verdict=size, size_ratio=ratio, untrained_rows=below, own_claim=claim.own,
-                    confounded_by=claim.confounded_by,
+        line.update(verdict=short_verdict(line["direction_verdict"], size, ratio, bool(claim.confounded_by)),
+                    size_verdict=size,
+                    size_ratio=ratio, untrained_rows=below, own_claim=claim.own, confounded_by=claim.confounded_by,
                     reading=verdict_reading(line["direction_verdict"], size, ratio, interval, line["paper"],
-                                            claim.own, claim.confounded_by, claim.direction))
+                                            claim.own, claim.confounded_by, claim.direction, claim.margin, band))
     return pd.DataFrame(lines, columns=CLAIM_COLUMNS)
 
 
@@ -265,10 +277,16 @@ class TableResult:
                 .set_caption(f"{self.spec.title} (profile {self.profile})").hide(axis="index"))
 
     def styled_claims(self):
-        verdicts = [c for c in ("verdict", "direction_verdict", "reading") if c in self.claims.columns]
-        return (self.claims.style.format({c: "{:+.2f}" for c in ("mean", "low", "high", "paper")} | {"ci95": "± {:.2f}"}
-                                         | {"p": "{:.3f}", "p_holm": "{:.3f}", "size_ratio": "{:.2f}"}, na_rep="")
-                .map(verdict_colour, subset=verdicts).hide(axis="index"))
+        """The claims as a pandas Styler: d with its intervals, the deciding test and its p, both
+        verdicts (the CSV's other columns, the bare test outcome among them, are left out)."""
+        shown = [c for c in ("claim", "test", "mean", "ci95", "ci90_low", "ci90_high", "n_seeds", "paper", "p_test",
+                             "p", "p_holm", "verdict", "reading") if c in self.claims.columns]
+        if "ci90_low" in shown and self.claims["ci90_low"].isna().all():  # no equivalence claim
+            shown = [c for c in shown if c not in ("ci90_low", "ci90_high")]
+        formats = {c: "{:+.2f}" for c in ("mean", "ci90_low", "ci90_high", "paper")} | {"ci95": "± {:.2f}"} \
+            | {"p": "{:.3f}", "p_holm": "{:.3f}"}
+        return (self.claims[shown].style.format({c: f for c, f in formats.items() if c in shown}, na_rep="")
+                .map(verdict_colour, subset=[c for c in ("verdict", "reading") if c in shown]).hide(axis="index"))
 
 
 def verdict_colour(verdict: Any) -> str:
@@ -277,7 +295,7 @@ def verdict_colour(verdict: Any) -> str:
     row, grey when uninformative; none when inconclusive."""
     if not isinstance(verdict, str):
         return ""
-    text = verdict.removeprefix("direction ").removeprefix("equivalence ")
+    text = verdict.removeprefix("direction ").removeprefix("equivalence ").removeprefix("non-inferiority ")
     if text.startswith(UNTRAINED):
         return "background-color: #e0e0e0"
     if text.startswith((REPRODUCED, HOLDS, NOT_REPRODUCED, DOES_NOT_HOLD)) and (
@@ -297,14 +315,21 @@ def _p_text(p: float) -> str:
 VERDICT_LEGEND = (
     "Two verdicts per claim. Direction: the claim is reproduced (for the study's own claims: holds) when "
     "p_holm < 0.05 and d lies on the claimed side, not reproduced (does not hold) when p_holm < 0.05 on the "
-    "other side (for equivalence: the interval lies wholly outside the margin), otherwise inconclusive. Size: "
-    "the paper's value of d against our 95% interval: size consistent when inside it, larger or smaller than "
-    "the paper's (with the ratio d / paper) when the interval lies wholly beyond it in the claimed direction "
-    "(for equivalence: away from zero) or wholly on the other side, towards zero or beyond; n/a without a "
-    f"paper value. Untrained rows: a row below {UNTRAINED_AP_FLOOR:g} AP has not learned to detect; a claim "
-    "whose rows are all below it is uninformative (untrained), one with some of its rows below it is "
-    "qualified \"against an untrained row\". Our numbers come from a far smaller scale than the paper's, so "
-    "the size verdict says how the effect compares, not whether the claim holds.")
+    "other side, otherwise inconclusive. Size: the paper's value of d against our 95% interval: size "
+    "consistent when inside it, larger or smaller than the paper's (with the ratio d / paper) when the "
+    "interval lies wholly beyond it in the claimed direction (for equivalence: away from zero) or wholly on "
+    "the other side, towards zero or beyond; n/a without a paper value. Untrained rows: a row below "
+    f"{UNTRAINED_AP_FLOOR:g} AP has not learned to detect; a claim whose rows are all below it is uninformative "
+    "(untrained), one with some of its rows below it is qualified \"against an untrained row\". Our numbers "
+    "come from a far smaller scale than the paper's, so the size verdict says how the effect compares, not "
+    "whether the claim holds.")
+TEST_LEGEND = (
+    "d is paired by seed. p is the p-value of the test that decides the claim (p from): for d > 0 or d < 0 "
+    "the two-sided paired t-test of d = 0; for a no-harm claim d > -m (non-inferiority) the same test of "
+    "d = -m, one-sided at 2.5% (the 95% interval's lower end above -m); for |d| < m (equivalence) the two "
+    "one-sided tests (TOST) while the mean lies inside the band, which match its 90% interval lying inside "
+    "it, and otherwise the t-test of d against the bound the mean lies beyond. p_holm = p after Holm's "
+    "correction over this table's claims.")
 
 
 def markdown_report(spec: TableSpec, profile: str, rows: pd.DataFrame, claims: pd.DataFrame,
@@ -312,13 +337,11 @@ def markdown_report(spec: TableSpec, profile: str, rows: pd.DataFrame, claims: p
     shown = claims.drop(columns=["low", "high"]).assign(p=claims["p"].map(_p_text),
                                                        p_holm=claims["p_holm"].map(_p_text))
     if "reading" in shown.columns:  # the verdict column shows both verdicts in words
-        shown = shown.assign(verdict=shown["reading"])[
-            ["claim", "contrast", "test", "mean", "ci95", "n_seeds", "paper", "p", "p_holm", "verdict"]]
+        shown = shown.assign(verdict=shown["reading"]).rename(columns={"p_test": "p from"})[
+            ["claim", "contrast", "test", "mean", "ci95", "n_seeds", "paper", "p from", "p", "p_holm", "verdict"]]
     parts = [f"# {spec.title}", "", f"Profile `{profile}`; ours = mean over seeds, ci95 = half-width of the 95% "
              "t-interval; paper = the paper's number (COCO, ResNet-50).", "", to_markdown(rows), "",
-             "## Claims", "", "d is paired by seed; p = two-sided paired t-test of d = 0 (for equivalence: TOST "
-             "against the margin), p_holm = p after Holm's correction over this table's claims. "
-             + VERDICT_LEGEND, "", to_markdown(shown, digits=2)]
+             "## Claims", "", TEST_LEGEND + " " + VERDICT_LEGEND, "", to_markdown(shown, digits=2)]
     if detectable is not None:
         parts += ["", detectable.sentence()]
     if spec.notes:

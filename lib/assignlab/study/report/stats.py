@@ -9,6 +9,15 @@ one table are a family whose p-values are Holm-adjusted (:func:`holm_adjust`) be
 :func:`detectable_difference` and :func:`seeds_for_half_width` size a study from the seed-to-seed
 spread: the smallest contrast its seeds detect, and the seeds an interval of a given width needs.
 
+Test forms (``direction``): ``">"`` / ``"<"`` (d > 0, d < 0) by the two-sided paired t-test of d = 0,
+its side read from the mean; ``"noninferior"`` ("no harm": d > -margin) the same test shifted to
+the bound, d = -margin, so that it is reproduced when the 95% interval's lower end lies above
+-margin (one-sided at 2.5%); ``"equivalent"`` (|d| < margin) by TOST, the two one-sided tests at
+5% each, which matches the 90% interval lying inside the band, and not reproduced by the
+two-sided test against the bound the mean lies beyond (95% interval wholly outside the band).
+:func:`deciding_test` names the test whose p decides a claim's verdict; that p, Holm-adjusted,
+is the one printed beside it.
+
 A claim gets two verdicts. Its *direction* (:func:`claim_verdict`, Holm-adjusted): reproduced /
 not reproduced / inconclusive for a paper's claim, holds / does not hold / inconclusive for the
 study's own (:func:`worded_verdict`). Its *size* (:func:`size_verdict`): the paper's value of the
@@ -16,7 +25,7 @@ contrast against the claim's 95% interval; "size consistent" when the interval c
 "larger than the paper's" when the interval lies wholly beyond it in the claimed direction (for an
 equivalence claim: away from zero, on the paper's side), "smaller than the paper's" when it lies
 wholly on the other side (towards zero or beyond); "n/a" without a paper value or an interval.
-:func:`verdict_reading` puts both in one sentence.
+:func:`verdict_reading` puts both in one sentence, :func:`short_verdict` in a few words.
 
 Untrained rows: a row whose mean AP is below ``UNTRAINED_AP_FLOOR`` (5 AP) has not learned to
 detect. A claim whose rows are all below the floor is "uninformative (untrained)", whatever its
@@ -44,6 +53,7 @@ SIZE_CONSISTENT = "size consistent"
 SIZE_LARGER = "larger than the paper's"
 SIZE_SMALLER = "smaller than the paper's"
 SIZE_NA = "n/a"
+DIRECTIONS = (">", "<", "noninferior", "equivalent")
 # Below this AP (percent) a row has not learned to detect: contrasts between rows that are all
 # below it compare near-chance detectors and say nothing about the claim at a trained scale.
 UNTRAINED_AP_FLOOR = 5.0
@@ -81,10 +91,12 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Interval:
 
 
 def verdict(interval: Interval, direction: str, margin: float = 0.0) -> str:
-    """Verdict on "contrast <direction> 0" (``">"``, ``"<"``) or "|contrast| < margin" (``"equivalent"``).
+    """Verdict on "contrast <direction> 0" (``">"``, ``"<"``), "contrast > -margin"
+    (``"noninferior"``) or "|contrast| < margin" (``"equivalent"``).
 
-    reproduced: the interval lies wholly on the claimed side (inside the margin band for
-    equivalence); not reproduced: wholly on the other side (outside the band); otherwise
+    reproduced: the interval lies wholly on the claimed side (above -margin for non-inferiority,
+    inside the margin band for equivalence); not reproduced: wholly on the other side (outside the
+    band); otherwise
     inconclusive. One seed gives no interval: "inconclusive (1 seed)".
     """
     if interval.n == 0:
@@ -96,6 +108,8 @@ def verdict(interval: Interval, direction: str, margin: float = 0.0) -> str:
         return REPRODUCED if low > 0 else NOT_REPRODUCED if high < 0 else INCONCLUSIVE
     if direction == "<":
         return REPRODUCED if high < 0 else NOT_REPRODUCED if low > 0 else INCONCLUSIVE
+    if direction == "noninferior":
+        return REPRODUCED if low > -margin else NOT_REPRODUCED if high < -margin else INCONCLUSIVE
     if direction == "equivalent":
         if -margin < low and high < margin:
             return REPRODUCED
@@ -107,32 +121,37 @@ def verdict(interval: Interval, direction: str, margin: float = 0.0) -> str:
 
 def claim_verdict(interval: Interval, p_adjusted: float, direction: str, margin: float = 0.0,
                   alpha: float = 0.05) -> str:
-    """Verdict on a claim from its (multiplicity-adjusted) p-value, see :func:`paired_p_value`.
+    """Verdict on a claim from the (multiplicity-adjusted) p-value of its :func:`deciding_test`.
 
-    ``">"``/``"<"``: reproduced when p_adjusted < alpha and the mean contrast is on the claimed
-    side, not reproduced when p_adjusted < alpha on the other side. ``"equivalent"``: reproduced
-    when the TOST p_adjusted < alpha, not reproduced when the interval lies wholly outside the
-    margin band (as in :func:`verdict`). Otherwise inconclusive; no runs or one seed as in
-    :func:`verdict`.
+    When p_adjusted < alpha the test has decided, and the mean says which way: reproduced when it
+    lies on the claimed side (``">"``: above 0, ``"<"``: below 0, ``"noninferior"``: above
+    -margin, ``"equivalent"``: inside the band), not reproduced otherwise. Otherwise inconclusive;
+    no runs or one seed as in :func:`verdict`.
     """
     if interval.n < 2:
         return verdict(interval, direction, margin)
-    significant = p_adjusted < alpha
+    if not p_adjusted < alpha:
+        return INCONCLUSIVE
+    return REPRODUCED if on_claimed_side(interval.mean, direction, margin) else NOT_REPRODUCED
+
+
+def on_claimed_side(mean: float, direction: str, margin: float = 0.0) -> bool:
+    """Whether a mean contrast lies where the claim says it is (see :func:`claim_verdict`)."""
     if direction == ">":
-        return (REPRODUCED if interval.mean > 0 else NOT_REPRODUCED) if significant else INCONCLUSIVE
+        return mean > 0
     if direction == "<":
-        return (REPRODUCED if interval.mean < 0 else NOT_REPRODUCED) if significant else INCONCLUSIVE
+        return mean < 0
+    if direction == "noninferior":
+        return mean > -margin
     if direction == "equivalent":
-        if significant:
-            return REPRODUCED
-        return NOT_REPRODUCED if verdict(interval, direction, margin) == NOT_REPRODUCED else INCONCLUSIVE
+        return abs(mean) < margin
     raise ValueError(f"unknown claim direction {direction!r}")
 
 
 def size_verdict(interval: Interval, paper: float, direction: str) -> tuple[str, float]:
     """(size verdict, ratio mean / paper) of a claim's interval against the paper's value ``paper``
-    of the same contrast (module docstring). ``">"``: "larger" when the interval lies wholly above
-    the paper's value; ``"<"`` (a negative paper value): wholly below it; ``"equivalent"``: wholly
+    of the same contrast (module docstring). ``">"`` and ``"noninferior"``: "larger" when the
+    interval lies wholly above the paper's value; ``"<"`` (a negative paper value): wholly below it; ``"equivalent"``: wholly
     beyond it away from zero (either side when the paper's value is 0). "smaller" when it lies
     wholly on the other side, towards zero or beyond. The ratio is NaN when the paper's value is 0
     or the verdict is n/a; a negative ratio means the opposite sign to the paper's."""
@@ -141,7 +160,7 @@ def size_verdict(interval: Interval, paper: float, direction: str) -> tuple[str,
     ratio = interval.mean / paper if paper != 0 else math.nan
     if interval.low <= paper <= interval.high:
         return SIZE_CONSISTENT, ratio
-    if direction == ">":
+    if direction in (">", "noninferior"):
         side = 1.0
     elif direction == "<":
         side = -1.0
@@ -175,19 +194,53 @@ def _ratio_text(ratio: float) -> str:
     return f"{ratio:.1f}x" if ratio >= 1 else f"{ratio:.2g}x"
 
 
+def _size_words(decided: bool, size: str, ratio: float) -> str:
+    """A size verdict that is not "consistent" in words: the ratio for a decided direction, the
+    side for an inconclusive one (whose mean says little on its own)."""
+    if not decided:
+        return size
+    return f"{_ratio_text(ratio)} the paper's size" if ratio > 0 else f"{size}, opposite sign" if ratio <= 0 else size
+
+
+def short_verdict(direction_text: str, size: str, ratio: float, confounded: bool = False) -> str:
+    """Both verdicts in a few words, e.g. "reproduced; 3.1x the paper's size", "reproduced; size
+    consistent", "inconclusive; smaller than the paper's" (the interval excludes the paper's value),
+    or the direction alone where the size is n/a or there is no verdict (untrained, 1 seed); a
+    ``confounded`` claim (its rows differ in more than the named factor) ends "; confounded".
+    ``direction_text``: from :func:`worded_verdict`; ``size``, ``ratio``: from :func:`size_verdict`."""
+    text = direction_text
+    if not (size == SIZE_NA or direction_text == UNTRAINED or direction_text.startswith(f"{INCONCLUSIVE} (")):
+        decided = not direction_text.startswith(INCONCLUSIVE)
+        text += f"; {SIZE_CONSISTENT}" if size == SIZE_CONSISTENT else f"; {_size_words(decided, size, ratio)}"
+    return f"{text}; confounded" if confounded else text
+
+
+def _bounds(low: float, high: float) -> str:
+    return f"[{low:+.2f}, {high:+.2f}]"
+
+
 def verdict_reading(direction_text: str, size: str, ratio: float, interval: Interval, paper: float,
-                    own: bool = False, confounded_by: str = "", direction: str = ">") -> str:
+                    own: bool = False, confounded_by: str = "", direction: str = ">", margin: float = 0.0,
+                    band_interval: Interval | None = None) -> str:
     """One sentence with both verdicts, e.g. "direction reproduced; 3.1x the paper's size (paper
     +2.5 outside [+7.26, +8.12])" or "inconclusive; the interval [-0.38, +1.11] excludes the
     paper's +1.5 (smaller than the paper's)". ``direction_text``: from :func:`worded_verdict`;
-    ``size``, ``ratio``: from :func:`size_verdict`; ``confounded_by``: a note on what else differs
-    between the claim's rows, appended. A paper's decided claim reads "direction reproduced" (an
-    equivalence claim, ``direction="equivalent"``: "equivalence reproduced")."""
+    ``size``, ``ratio``: from :func:`size_verdict` on the 95% ``interval``; ``confounded_by``: a
+    note on what else differs between the claim's rows, appended. A paper's decided claim reads
+    "direction reproduced" (``"equivalent"``: "equivalence reproduced", ``"noninferior"``:
+    "non-inferiority reproduced"). An equivalence claim also states its 90% ``band_interval``
+    against the margin (TOST's interval), a non-inferiority claim the 95% interval's lower end
+    against -margin."""
     decided = direction_text.startswith((REPRODUCED, NOT_REPRODUCED))
-    kind = "equivalence" if direction == "equivalent" else "direction"
+    kind = {"equivalent": "equivalence", "noninferior": "non-inferiority"}.get(direction, "direction")
     text = f"{kind} {direction_text}" if decided and not own else direction_text
+    judged = direction_text != UNTRAINED and interval.n >= 2 and not math.isnan(interval.half_width)
+    if judged and direction == "equivalent" and band_interval is not None:
+        text += f" (90% interval {_bounds(band_interval.low, band_interval.high)}, margin ±{margin:g})"
+    elif judged and direction == "noninferior":
+        text += f" (the 95% interval's lower end {interval.low:+.2f} against the margin {-margin:g})"
     if direction_text != UNTRAINED and size != SIZE_NA:
-        bounds = f"[{interval.low:+.2f}, {interval.high:+.2f}]"
+        bounds = _bounds(interval.low, interval.high)
         if direction_text.startswith(INCONCLUSIVE):
             if size == SIZE_CONSISTENT:
                 text += f"; the interval {bounds} includes the paper's {paper:+.1f}"
@@ -196,9 +249,7 @@ def verdict_reading(direction_text: str, size: str, ratio: float, interval: Inte
         elif size == SIZE_CONSISTENT:
             text += f"; {SIZE_CONSISTENT} (paper {paper:+.1f} inside {bounds})"
         else:
-            scale = (f"{_ratio_text(ratio)} the paper's size" if ratio > 0 else
-                     f"{size}, opposite sign" if ratio <= 0 else size)
-            text += f"; {scale} (paper {paper:+.1f} outside {bounds})"
+            text += f"; {_size_words(True, size, ratio)} (paper {paper:+.1f} outside {bounds})"
     elif direction_text != UNTRAINED and not own and math.isnan(paper) and interval.n >= 2:
         text += "; size n/a (no paper value)"
     if confounded_by:
@@ -217,29 +268,68 @@ def _one_sided_p(x: np.ndarray, bound: float, alternative: str) -> float:
     return float(stats.ttest_1samp(x, bound, alternative=alternative).pvalue)
 
 
-def paired_p_value(values: Sequence[float], direction: str, margin: float = 0.0) -> float:
-    """p-value of a claim from its per-seed contrasts ``values`` (one per seed, paired by seed).
+def _two_sided_p(x: np.ndarray, bound: float) -> float:
+    """p of the two-sided one-sample t-test of "mean = bound"; with zero spread its limit: 1 at the
+    bound, 0 elsewhere."""
+    if x.std(ddof=1) == 0:
+        return 1.0 if x.mean() == bound else 0.0
+    return float(stats.ttest_1samp(x, bound).pvalue)
 
-    ``">"`` and ``"<"``: two-sided one-sample t-test of "contrast = 0" (so p < 0.05 exactly when
-    the 95% t-interval excludes 0; which side it lies on is read from the mean). ``"equivalent"``:
-    TOST, the larger of the one-sided p-values of "contrast > -margin" and "contrast < +margin".
-    Fewer than 2 values: NaN. Zero spread (every seed gives the same contrast): the limit of the
-    test as the spread shrinks, i.e. two-sided 0 when the contrast is not 0 and 1 when it is; each
-    TOST side 0, 1 or 0.5 as the contrast lies inside, outside or on its bound. NaN values are an
-    error, as in :func:`t_interval`.
-    """
+
+def _contrasts(values: Sequence[float], direction: str, what: str) -> np.ndarray:
     x = np.asarray(list(values), dtype=float)
     if np.isnan(x).any():
-        raise ValueError("paired_p_value: values contain NaN")
-    if direction not in (">", "<", "equivalent"):
+        raise ValueError(f"{what}: values contain NaN")
+    if direction not in DIRECTIONS:
         raise ValueError(f"unknown claim direction {direction!r}")
+    return x
+
+
+def paired_p_value(values: Sequence[float], direction: str, margin: float = 0.0) -> float:
+    """p-value of a claim's own test from its per-seed contrasts ``values`` (one per seed, paired).
+
+    ``">"`` and ``"<"``: two-sided one-sample t-test of "contrast = 0" (so p < 0.05 exactly when
+    the 95% t-interval excludes 0; which side it lies on is read from the mean). ``"noninferior"``:
+    the same test of "contrast = -margin". ``"equivalent"``: TOST, the larger of the one-sided
+    p-values of "contrast > -margin" and "contrast < +margin". Fewer than 2 values: NaN. Zero
+    spread (every seed gives the same contrast): the limit of the test as the spread shrinks, i.e.
+    two-sided 0 when the contrast is not at the bound and 1 when it is; each TOST side 0, 1 or 0.5
+    as the contrast lies inside, outside or on its bound. NaN values are an error, as in
+    :func:`t_interval`.
+    """
+    x = _contrasts(values, direction, "paired_p_value")
     if len(x) < 2:
         return math.nan
     if direction == "equivalent":
         return max(_one_sided_p(x, -margin, "greater"), _one_sided_p(x, margin, "less"))
-    if x.std(ddof=1) == 0:
-        return 1.0 if x.mean() == 0 else 0.0
-    return float(stats.ttest_1samp(x, 0.0).pvalue)
+    return _two_sided_p(x, -margin if direction == "noninferior" else 0.0)
+
+
+@dataclass(frozen=True)
+class DecidingTest:
+    """The test whose p decides a claim's verdict: its name (as printed) and its p-value."""
+
+    name: str
+    p: float
+
+
+def deciding_test(values: Sequence[float], direction: str, margin: float = 0.0) -> DecidingTest:
+    """The test that decides a claim, from its per-seed contrasts ``values``.
+
+    ``">"``, ``"<"``, ``"noninferior"``: the claim's two-sided t-test (:func:`paired_p_value`), which
+    decides either way. ``"equivalent"``: TOST while the mean lies inside the band (only it can
+    show equivalence), otherwise the two-sided t-test of "contrast = the bound the mean lies
+    beyond" (only it can show a difference larger than the margin). Fewer than 2 values: p NaN.
+    """
+    x = _contrasts(values, direction, "deciding_test")
+    if direction in (">", "<"):
+        return DecidingTest("t-test of d = 0", paired_p_value(x, direction))
+    if direction == "noninferior":
+        return DecidingTest(f"t-test of d = {-margin:g}", paired_p_value(x, direction, margin))
+    if len(x) < 2 or abs(x.mean()) < margin:
+        return DecidingTest(f"TOST of |d| < {margin:g}", paired_p_value(x, direction, margin))
+    bound = math.copysign(margin, x.mean())
+    return DecidingTest(f"t-test of d = {bound:+g}", _two_sided_p(x, bound))
 
 
 def holm_adjust(pvalues: Sequence[float]) -> list[float]:

@@ -55,8 +55,9 @@ class PaperOnlyRow:
 @dataclass(frozen=True)
 class Hypothesis:
     """A testable statement (a table's "claim"): sum_r weights[r] * metric(r) <direction> 0
-    (``">"`` or ``"<"``), or, for ``"equivalent"``, |sum| < margin. Evaluated per seed (rows share
-    seeds, so it is paired).
+    (``">"`` or ``"<"``); for ``"noninferior"`` (a "no harm" claim) sum > -margin; for
+    ``"equivalent"`` |sum| < margin. Evaluated per seed (rows share seeds, so it is paired); the
+    tests are in :mod:`assignlab.study.report.stats`.
 
     ``own``: the study's own claim, not a paper's (tables beyond the papers, a paper table's rows
     asked something the paper does not claim): its verdict reads holds / does not hold instead of
@@ -72,10 +73,10 @@ class Hypothesis:
     confounded_by: str = ""
 
     def __post_init__(self) -> None:
-        if self.direction not in (">", "<", "equivalent"):
-            raise ValueError(f"claim {self.statement!r}: direction must be '>', '<' or 'equivalent'")
-        if self.direction == "equivalent" and self.margin <= 0:
-            raise ValueError(f"claim {self.statement!r}: an equivalence claim needs a margin > 0")
+        if self.direction not in (">", "<", "noninferior", "equivalent"):
+            raise ValueError(f"claim {self.statement!r}: direction must be '>', '<', 'noninferior' or 'equivalent'")
+        if self.direction in ("noninferior", "equivalent") and self.margin <= 0:
+            raise ValueError(f"claim {self.statement!r}: a {self.direction} claim needs a margin > 0")
 
 
 def difference(better: str, worse: str) -> dict[str, float]:
