@@ -10,7 +10,7 @@ PROFILE ?= cpu
 EXECUTOR ?= local
 WORKERS ?= 2
 
-.PHONY: venv test test-slow reproduce lab ext data clean
+.PHONY: venv test test-slow test-browser reproduce lab ext data clean
 
 venv: $(STAMP)
 
@@ -37,8 +37,14 @@ data: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m assignlab reproduce --profile $(PROFILE) --executor $(EXECUTOR) --workers $(WORKERS) $(if $(SLURM_CONFIG),--slurm-config $(SLURM_CONFIG)) $(if $(ONLY),--only $(ONLY))
 
+# JupyterLab on the repository (results/notebooks/ reachable), opening at notebooks/
 lab: $(STAMP)
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
+	$(VENV)/bin/jupyter lab --notebook-dir=. --LabApp.default_url=/lab/tree/notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# JupyterLab in a real browser: Debian's chromium (apt install chromium) driven by Playwright
+test-browser: $(STAMP)
+	$(PY) -m pip install --quiet "playwright>=1.40"
+	$(PY) -m pytest -q -m browser tests/test_browser.py
 
 clean:
 	rm -rf build .pytest_cache

@@ -15,3 +15,10 @@ def synth_val(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
     ann = generate_split(root, "val", SynthSpec(images=12, size=128, seed=5), workers=1, progress=False)
     return root, ann
+
+
+@pytest.fixture(autouse=True)
+def project_root_in_tmp_path(tmp_path, monkeypatch):
+    """Every test's project root (``assignlab.paths``) is its own ``tmp_path``: a relative study
+    folder (``results``, ``data/...``) never reaches the checkout's committed results."""
+    monkeypatch.setenv("ASSIGNLAB_ROOT", str(tmp_path))

@@ -12,12 +12,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "lib" / "assignlab"
 
-FOUNDATION = {"config", "presets", "jsonio", "box_ops"}
+FOUNDATION = {"config", "presets", "jsonio", "box_ops", "paths"}
 # layer -> the layers it may import (besides itself); a layer is a top-level module or package
 ALLOWED: dict[str, set[str]] = {
     "config": set(),
     "jsonio": set(),
     "box_ops": set(),
+    "paths": set(),
     "presets": {"config"},
     "data": FOUNDATION,
     "ops": FOUNDATION,

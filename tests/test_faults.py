@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from assignlab import jsonio
+from assignlab.paths import ROOT_ENV
 from assignlab.study.report import aggregate
 from assignlab.study.run.plan import plan_runs
 from assignlab.study.run.runner import run_table
@@ -40,8 +41,13 @@ def _assignlab(*args: str) -> list[str]:
     return [sys.executable, "-m", "assignlab", *args]
 
 
+def _in(folder: Path) -> dict[str, str]:
+    """The environment of a command whose project root (``assignlab.paths``) is ``folder``."""
+    return {**os.environ, ROOT_ENV: str(folder)}
+
+
 def _run(command: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=cwd, env=_in(cwd), capture_output=True, text=True, timeout=timeout)
 
 
 def _children() -> dict[int, list[int]]:
@@ -105,7 +111,8 @@ def _kill_while_a_worker_trains(command: list[str], work: Path,
     killed before an assertion fails."""
     table_dir, cache = work / "results" / "runs" / TABLE, work / "work-cache" / "runs"
     log = open(work / "interrupted.log", "w")
-    process = subprocess.Popen(command, cwd=work, start_new_session=True, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(command, cwd=work, env=_in(work), start_new_session=True, stdout=log,
+                               stderr=subprocess.STDOUT)
     tree: set[int] = set()
     extra: list[int] = []
     try:

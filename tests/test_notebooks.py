@@ -1,5 +1,8 @@
 """Every study notebook executes through papermill at the smoke profile (runs shared between
 tables are trained once: all notebooks write to one results folder)."""
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -9,6 +12,7 @@ import pytest
 from assignlab.study.report.behaviours import COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
 from assignlab.study.report.evidence import ALIGNMENT_METRICS
 from assignlab.study.report.index import build_index
+from assignlab.study.report.shipped import SHIPPED_MODELS
 from assignlab.study.tables.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
 from assignlab.study.tables.catalogue import TABLES
 
@@ -38,6 +42,20 @@ def _execute(name: str, workspace: Path) -> nbformat.NotebookNode:
 
 def _assert_no_errors(executed: nbformat.NotebookNode) -> None:
     assert not any(o.get("output_type") == "error" for c in executed.cells for o in c.get("outputs", []))
+    assert_figures_render(executed)
+
+
+def assert_figures_render(executed: nbformat.NotebookNode, name: str = "") -> None:
+    """Every cell that shows a figure carries it as image/png, and no output is a figure's bare
+    text (``<Figure size ...>`` without the image beside it, what a matplotlib Figure shows when
+    nothing renders it)."""
+    for cell in (c for c in executed.cells if c.cell_type == "code"):
+        outputs = cell.get("outputs", [])
+        bare = [o for o in outputs if "<Figure size" in o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+                and "image/png" not in o.get("data", {})]
+        assert not bare, (name, cell.source)
+        if "Image(" in cell.source or "plt." in cell.source:
+            assert any("image/png" in o.get("data", {}) for o in outputs), (name, cell.source)
 
 
 @pytest.mark.parametrize("name", OWN_NOTEBOOK_TABLES)
@@ -80,9 +98,10 @@ def _assert_table_written(name: str, workspace: Path) -> None:
 
 
 def test_inspect_matches_notebook_runs_at_the_smoke_profile(workspace):
-    _execute("inspect_matches", workspace)
+    executed = _execute("inspect_matches", workspace)
+    _assert_no_errors(executed)
     recall = pd.read_csv(workspace / "results" / "tables" / "align_figure1.csv")
-    assert set(recall["method"]) == {"Hungarian", "B-matching (4,4)", "DETA (K=4)", "Align-DETR"}
+    assert set(recall["method"]) == {row.label for row in SHIPPED_MODELS.rows}
     for figure in ("deta_figure3", "align_figure1", "align_figure4"):
         assert (workspace / "results" / "figures" / f"{figure}.png").exists()
 
@@ -101,3 +120,37 @@ def test_results_index_covers_every_executed_notebook(workspace):
         if (workspace / "results" / "tables" / f"{name}.md").exists():
             assert f"[table](tables/{name}.md)" in text and f"[notebook](notebooks/{notebook_name(name)}.ipynb)" in text
     assert "inconclusive (1 seed)" in text
+
+
+def test_committed_executed_notebooks_show_their_figures():
+    executed = sorted((ROOT / "results" / "notebooks").glob("*.ipynb"))
+    assert {"inspect_matches", "runtime", "quickstart", "deta_table1"} <= {p.stem for p in executed}
+    for path in executed:
+        assert_figures_render(nbformat.read(path, as_version=4), path.name)
+
+
+def test_a_table_notebook_run_from_the_notebooks_folder_finds_the_projects_results(tmp_path, monkeypatch):
+    """JupyterLab starts a notebook's kernel in notebooks/: the study's folders must still be the
+    project's (assignlab.paths), so the cached runs are found and nothing retrains."""
+    import papermill
+
+    project = tmp_path / "project"
+    (project / "notebooks").mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", project)
+    shutil.copy(ROOT / "notebooks" / "deta_table1.ipynb", project / "notebooks")
+    monkeypatch.delenv("ASSIGNLAB_ROOT")
+    prepared = subprocess.run([sys.executable, "-m", "assignlab", "study", "run", "--table", "deta_table1",
+                               "--profile", "smoke"], cwd=project, capture_output=True, text=True,
+                              timeout=600)
+    assert prepared.returncode == 0, prepared.stderr[-3000:]
+    files = sorted((project / "results").rglob("*.json")) + sorted((project / "work-cache").rglob("*"))
+    before = {p: p.stat().st_mtime_ns for p in files}
+    output = tmp_path / "executed.ipynb"
+    papermill.execute_notebook(str(project / "notebooks" / "deta_table1.ipynb"), str(output), kernel_name="python3",
+                               cwd=str(project / "notebooks"), progress_bar=False, parameters={"profile": "smoke"})
+    assert sorted(p.name for p in (project / "notebooks").iterdir()) == ["deta_table1.ipynb"]  # no stray folders
+    after = sorted((project / "results").rglob("*.json")) + sorted((project / "work-cache").rglob("*"))
+    assert {p: p.stat().st_mtime_ns for p in after if p in before} == before
+    assert not [p for p in after if p not in before and p.parent.parent.name == "runs"]  # no new run trained
+    table = pd.read_csv(project / "results" / "tables" / "deta_table1.csv")
+    assert (table["n_seeds"][: len(TABLES["deta_table1"].rows)] == 1).all()

@@ -15,13 +15,15 @@ import sys
 import time
 from pathlib import Path
 
-NOTEBOOK_DIR = Path("notebooks")
+from assignlab.paths import in_project, project_root
+
+NOTEBOOK_DIR = Path("notebooks")              # both under the project root (assignlab.paths)
 OUTPUT_DIR = Path("results") / "notebooks"
 
 
-def notebooks_in_order(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
+def notebooks_in_order(notebook_dir: str | Path = NOTEBOOK_DIR) -> list[Path]:
     """The quickstart first, then the rest alphabetically."""
-    found = sorted(p for p in notebook_dir.glob("*.ipynb") if not p.name.startswith("_"))
+    found = sorted(p for p in in_project(notebook_dir).glob("*.ipynb") if not p.name.startswith("_"))
     return sorted(found, key=lambda p: (p.stem != "quickstart", p.name))
 
 
@@ -29,7 +31,8 @@ def execute_notebook(source: Path, output: Path, parameters: dict, kernel: str =
     import papermill
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=kernel, cwd=str(Path.cwd()), progress_bar=False)
+    papermill.execute_notebook(str(source), str(output), parameters=parameters, kernel_name=kernel,
+                               cwd=str(project_root()), progress_bar=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ[SLURM_CONFIG_ENV] = str(Path(args.slurm_config).resolve())
     failed = []
     for source in notebooks:
-        output = Path(args.out) / source.name
+        output = in_project(args.out) / source.name
         start = time.time()
         print(f"[reproduce] {source} -> {output}", flush=True)
         try:
@@ -81,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"[reproduce] done {source.name} in {time.time() - start:.0f} s", flush=True)
     from assignlab.study.report.index import write_results_index
 
-    print(f"[reproduce] index: {write_results_index(OUTPUT_DIR.parent, args.profile)}", flush=True)
+    print(f"[reproduce] index: {write_results_index(in_project(OUTPUT_DIR.parent), args.profile)}", flush=True)
     if failed:
         print(f"[reproduce] {len(failed)} notebook(s) failed: {', '.join(failed)}", file=sys.stderr)
         return 1

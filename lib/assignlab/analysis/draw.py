@@ -43,3 +43,17 @@ def draw_boxes(
             text.append(f"{float(scores[i]):.2f}")
         if text:
             ax.text(x0, y0, " ".join(text), fontsize=6, color="black", va="bottom", bbox=dict(facecolor=colors[i], alpha=0.7, pad=0.5, linewidth=0))
+
+
+def figure_png(fig, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes (closed afterwards if pyplot manages it), for ``IPython.display.Image``:
+    the picture then shows as an image in JupyterLab, in papermill's output and in executed copies
+    alike, whatever matplotlib backend the kernel has."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -9,15 +9,16 @@ from assignlab.config import DataConfig
 from assignlab.data.coco import CocoDetection
 from assignlab.data.synthetic import SynthSpec, generate_split
 from assignlab.data.transforms import DetectionTransform
+from assignlab.paths import in_project
 
 
 def dataset_root(cfg: DataConfig) -> Path:
     """Folder holding the data. A synthetic dataset lives in a sub-folder named by its
     generation parameters, so profiles with different sizes never share files."""
     if not cfg.synthetic:
-        return Path(cfg.root)
+        return in_project(cfg.root)
     name = f"px{cfg.synth_image_size}-train{cfg.synth_train_images}-val{cfg.synth_val_images}-seed{cfg.synth_seed}"
-    return Path(cfg.root) / name
+    return in_project(cfg.root) / name
 
 
 def split_paths(cfg: DataConfig, split: str) -> tuple[Path, Path]:

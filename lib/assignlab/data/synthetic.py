@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget bar in a notebook, text on a terminal
 
 from assignlab.data.areas import scaled_area_ranges, size_proportions
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from assignlab.paths import in_project
 from assignlab.study.run.plan import PlannedRun, plan_runs
 from assignlab.study.tables.catalogue import TABLES
 
@@ -29,7 +30,7 @@ def finished_run_times(results_dir: str | Path) -> pd.DataFrame:
     """One line per distinct finished run: run_id, base, epochs, enc_layers, dec_layers, wall_time_s
     (read from its result file)."""
     lines = {}
-    for path in sorted(Path(results_dir).glob("runs/*/*.json")):
+    for path in sorted(in_project(results_dir).glob("runs/*/*.json")):
         if path.stem in lines:
             continue
         try:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from assignlab.paths import in_project
 from assignlab.study.report.stats import (
     AGAINST_UNTRAINED,
     DOES_NOT_HOLD,
@@ -276,17 +277,52 @@ class TableResult:
         return (self.rows.style.format({"ours": "{:.1f}", "ci95": "± {:.1f}", "paper": "{:.1f}"}, na_rep="")
                 .set_caption(f"{self.spec.title} (profile {self.profile})").hide(axis="index"))
 
-    def styled_claims(self):
-        """The claims as a pandas Styler: d with its intervals, the deciding test and its p, both
-        verdicts (the CSV's other columns, the bare test outcome among them, are left out)."""
+    def styled_claims(self) -> "InlineTable":
+        """The claims as an HTML table: d with its intervals, the deciding test and its p, both
+        verdicts coloured (the CSV's other columns, the bare test outcome among them, are left out).
+        The colours are inline style attributes, which an untrusted notebook keeps."""
         shown = [c for c in ("claim", "test", "mean", "ci95", "ci90_low", "ci90_high", "n_seeds", "paper", "p_test",
                              "p", "p_holm", "verdict", "reading") if c in self.claims.columns]
         if "ci90_low" in shown and self.claims["ci90_low"].isna().all():  # no equivalence claim
             shown = [c for c in shown if c not in ("ci90_low", "ci90_high")]
         formats = {c: "{:+.2f}" for c in ("mean", "ci90_low", "ci90_high", "paper")} | {"ci95": "± {:.2f}"} \
             | {"p": "{:.3f}", "p_holm": "{:.3f}"}
-        return (self.claims[shown].style.format({c: f for c, f in formats.items() if c in shown}, na_rep="")
-                .map(verdict_colour, subset=[c for c in ("verdict", "reading") if c in shown]).hide(axis="index"))
+        return inline_table(self.claims[shown], formats, {c: verdict_colour for c in ("verdict", "reading")})
+
+
+@dataclass(frozen=True)
+class InlineTable:
+    """An HTML table whose cell styles are inline attributes: JupyterLab keeps those in an
+    untrusted notebook, where it drops a ``<style>`` block (pandas' Styler)."""
+
+    html: str
+
+    def _repr_html_(self) -> str:
+        return self.html
+
+    def to_html(self) -> str:
+        return self.html
+
+
+def inline_table(frame: pd.DataFrame, formats: dict[str, str] | None = None,
+                 styles: dict[str, Any] | None = None) -> InlineTable:
+    """``frame`` (without its index) as an :class:`InlineTable`: ``formats`` maps a column to a
+    format string (NaN: empty), ``styles`` a column to a function value -> CSS (e.g.
+    :func:`verdict_colour`)."""
+    from html import escape
+
+    formats, styles = formats or {}, styles or {}
+
+    def cell(column: str, value: Any) -> str:
+        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        text = "" if missing else formats.get(column, "{}").format(value)
+        css = styles[column](value) if column in styles else ""
+        return f'<td style="text-align:left;{css}">{escape(text)}</td>'
+
+    header = "".join(f"<th style=\"text-align:left\">{escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(cell(c, v) for c, v in zip(frame.columns, row)) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return InlineTable(f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def verdict_colour(verdict: Any) -> str:
@@ -387,7 +423,7 @@ def aggregate_table(table: str | TableSpec, profile: str, seeds: Any = None, res
     rows = summarize_rows(spec, results)
     claims = evaluate_claims(spec, results)
     detectable = table_detectable_difference(spec, rows, results)
-    out = Path(results_dir)
+    out = in_project(results_dir)
     files = {"csv": out / "tables" / f"{spec.name}.csv", "claims_csv": out / "tables" / f"{spec.name}_claims.csv",
              "markdown": out / "tables" / f"{spec.name}.md", "figure": out / "figures" / f"{spec.name}.png"}
     files["csv"].parent.mkdir(parents=True, exist_ok=True)

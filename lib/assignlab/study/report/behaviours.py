@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from assignlab.paths import in_project
 from assignlab.study.report.evidence import finished_records
 from assignlab.study.tables.catalogue import get_table
 from assignlab.study.tables.spec import TableSpec
@@ -117,7 +118,7 @@ def behaviour_table(table: str | TableSpec, profile: str, seeds: Any = None, res
                                                                 data_root, base))
     own = behaviour is None or behaviour == TABLE_BEHAVIOURS.get(spec.name)
     suffix = "" if own else f"_{behaviour}"
-    path = Path(results_dir) / "tables" / f"{spec.on_base(base).name}_behaviour{suffix}.csv"
+    path = in_project(results_dir) / "tables" / f"{spec.on_base(base).name}_behaviour{suffix}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(path, index=False, float_format="%.4f")
     return summary

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from assignlab.jsonio import read_json
+from assignlab.paths import in_project
 from assignlab.study.report.aggregate import evaluate_claims, save_figure
 from assignlab.study.report.stats import t_interval
 from assignlab.study.run.plan import PlannedRun, plan_runs
@@ -154,7 +155,7 @@ def alignment_study(table: str | TableSpec = "alignment_evidence", profile: str 
     frame = collect_alignment(spec, profile, seeds, results_dir, data_root)
     summary = summarize_alignment(spec, frame)
     verdicts = evaluate_alignment_claims(spec, frame, claims)
-    out = Path(results_dir)
+    out = in_project(results_dir)
     files = {"csv": out / "tables" / f"{spec.name}_alignment.csv",
              "claims_csv": out / "tables" / f"{spec.name}_alignment_claims.csv",
              "figure": out / "figures" / f"{spec.name}_alignment.png"}

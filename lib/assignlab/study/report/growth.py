@@ -31,6 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from assignlab.paths import in_project
 from assignlab.study.report.aggregate import collect_results, save_figure
 from assignlab.study.report.stats import INCONCLUSIVE, Interval, t_interval
 from assignlab.study.tables.beyond import GROWTH_FACTORS, GROWTH_PAIRS, GrowthPair
@@ -199,7 +200,7 @@ def growth_study(profile: str = "cpu", seeds: Any = None, results_dir: str | Pat
     differences = differences.astype({"factor": float, "length": float, "difference": float})
     summary = summarize_growth(differences)
     trends = growth_trends(differences, band, [pair.name for pair in pairs])
-    out = Path(results_dir)
+    out = in_project(results_dir)
     files = {"csv": out / "tables" / "growth.csv", "trend_csv": out / "tables" / "growth_trend.csv",
              "figure": out / "figures" / "growth.png"}
     files["csv"].parent.mkdir(parents=True, exist_ok=True)

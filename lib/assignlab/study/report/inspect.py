@@ -2,7 +2,7 @@
 Figure 3 on one validation image and Align-DETR Figures 1 and 4 on the validation set."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,37 +22,42 @@ from assignlab.analysis.matches import (
 )
 from assignlab.engine.files import CHECKPOINT_NAME
 from assignlab.engine.run import train_run
+from assignlab.paths import in_project
+from assignlab.study.report.shipped import SHIPPED_MODELS, shipped_model_for
 from assignlab.study.run.plan import plan_runs
 from assignlab.study.run.runner import run_table
 from assignlab.study.run.store import StudyPaths
-from assignlab.study.tables.methods import align, b_matching, deta, hungarian
-from assignlab.study.tables.spec import RowSpec, TableSpec
 
-INSPECTED_METHODS = TableSpec(
-    name="inspect_matches",
-    title="Methods compared in the match inspection",
-    rows=(RowSpec("Hungarian", hungarian()), RowSpec("B-matching (4,4)", b_matching(4, 4)),
-          RowSpec("DETA (K=4)", deta(4)), RowSpec("Align-DETR", align())),
-    claims=(),
-)
+INSPECTED_METHODS = SHIPPED_MODELS
 
 
 def trained_models(profile: str = "cpu", seed: int = 0, workers: int = 2, executor: str = "local",
                    data_root: str | None = None,
                    device: str = "cpu", results_dir: str | Path = "results", cache_dir: str | Path | None = None,
                    progress: bool = True) -> dict[str, TrainedModel]:
-    """Method name -> its trained model at ``profile``; runs are trained only when not cached
-    (a run whose result is known but whose checkpoint is gone is retrained into the cache)."""
-    run_table(INSPECTED_METHODS, profile, seeds=[seed], workers=workers, executor=executor, results_dir=results_dir,
-              cache_dir=cache_dir, data_root=data_root, device=device, progress=progress)
+    """Method name -> its trained model at ``profile``, in the order of ``INSPECTED_METHODS``: the
+    shipped model where ``models/`` holds the run (no training), otherwise trained through the study's
+    run cache when not cached (a run whose result is known but whose checkpoint is gone is
+    retrained into the cache)."""
+    runs = plan_runs(INSPECTED_METHODS, profile, [seed], data_root)
+    shipped = {run.run_id: shipped_model_for(run) for run in runs}
+    missing = [run for run in runs if shipped[run.run_id] is None]
     paths = StudyPaths.make(results_dir, cache_dir)
+    if missing:
+        labels = {label for run in missing for label in run.rows}
+        to_train = replace(INSPECTED_METHODS, rows=tuple(r for r in INSPECTED_METHODS.rows if r.label in labels))
+        run_table(to_train, profile, seeds=[seed], workers=workers, executor=executor, results_dir=results_dir,
+                  cache_dir=cache_dir, data_root=data_root, device=device, progress=progress)
     models = {}
-    for run in plan_runs(INSPECTED_METHODS, profile, [seed], data_root):
-        checkpoint = paths.run_dir(run.run_id) / CHECKPOINT_NAME
-        if not checkpoint.exists():
-            train_run(run.config, run.seed, paths.run_dir(run.run_id), device=device, progress=False)
+    for run in runs:
+        trained = shipped[run.run_id]
+        if trained is None:
+            checkpoint = paths.run_dir(run.run_id) / CHECKPOINT_NAME
+            if not checkpoint.exists():
+                train_run(run.config, run.seed, paths.run_dir(run.run_id), device=device, progress=False)
+            trained = load_trained(checkpoint, name=run.rows[0])
         for row in run.rows:
-            models[row] = load_trained(checkpoint, name=row)
+            models[row] = replace(trained, name=row)
     return models
 
 
@@ -69,7 +74,7 @@ class Inspection:
 
     def save(self, results_dir: str | Path = "results") -> dict[str, Path]:
         """Write the figures to ``results/figures/`` and the numbers to ``results/tables/``."""
-        out = Path(results_dir)
+        out = in_project(results_dir)
         files = {"deta_figure3": out / "figures" / "deta_figure3.png",
                  "align_figure1": out / "figures" / "align_figure1.png",
                  "align_figure4": out / "figures" / "align_figure4.png",
@@ -95,9 +100,13 @@ def inspect_matches(models: dict[str, TrainedModel], dataset, image_index: int =
 
     image, target = dataset[image_index]
     images, mask, targets = collate_detection([(image, target)])
-    fig3 = Figure(figsize=(3.6 * len(models), 4.2))
-    axes = fig3.subplots(1, len(models), squeeze=False)
-    for ax, (name, trained) in zip(axes[0], models.items()):
+    columns = min(4, len(models))
+    rows = -(-len(models) // columns)
+    fig3 = Figure(figsize=(4.2 * columns, 4.6 * rows))
+    axes = fig3.subplots(rows, columns, squeeze=False).flatten()
+    for ax in axes[len(models):]:
+        ax.set_axis_off()
+    for ax, (name, trained) in zip(axes, models.items()):
         outputs, assignment = forward_with_assignment(trained, images, mask, targets)
         result = assignment[last_output_name(trained)][0]
         picture = match_picture(outputs["pred_logits"][0], outputs["pred_boxes"][0], target, result, score_threshold)
@@ -110,9 +119,11 @@ def inspect_matches(models: dict[str, TrainedModel], dataset, image_index: int =
     ax1 = fig1.subplots()
     plot_recall(list(analyses.values()), ax1)
     fig1.tight_layout()
-    fig4 = Figure(figsize=(3.6 * len(analyses), 3.4))
-    axes4 = fig4.subplots(1, len(analyses), squeeze=False)
-    for ax, analysis in zip(axes4[0], analyses.values()):
+    fig4 = Figure(figsize=(3.8 * columns, 3.6 * rows))
+    axes4 = fig4.subplots(rows, columns, squeeze=False).flatten()
+    for ax in axes4[len(analyses):]:
+        ax.set_axis_off()
+    for ax, analysis in zip(axes4, analyses.values()):
         plot_confidence_iou(analysis, ax)
     fig4.tight_layout()
     recall = pd.concat([a.recall.assign(method=n) for n, a in analyses.items()], ignore_index=True)

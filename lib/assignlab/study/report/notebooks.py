@@ -6,6 +6,7 @@ written without outputs; executed copies go to ``results/notebooks/``.
 """
 from __future__ import annotations
 
+import platform
 import sys
 from pathlib import Path
 
@@ -26,12 +27,24 @@ device = "cpu"
 results_dir = "results"'''
 
 RUN_COMMAND = "python -m assignlab study run --table {name} --profile cpu"
+# the project's kernel, which `make venv` installs into .venv (papermill runs take "python3", the same
+# interpreter when run from .venv)
+KERNELSPEC = {"name": "assignlab", "display_name": "assignlab (.venv)", "language": "python"}
+
+
+def language_info() -> dict:
+    """What the project's kernel reports about its language (ipykernel's values, this interpreter's
+    version): JupyterLab writes it into a notebook when its kernel starts, and marks the notebook
+    modified if it differs from what the file holds."""
+    return {"codemirror_mode": {"name": "ipython", "version": 3}, "file_extension": ".py",
+            "mimetype": "text/x-python", "name": "python", "nbconvert_exporter": "python",
+            "pygments_lexer": "ipython3", "version": platform.python_version()}
 
 
 def _notebook(cells: list) -> nbformat.NotebookNode:
     notebook = new_notebook(cells=cells)
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.metadata["language_info"] = {"name": "python"}
+    notebook.metadata["kernelspec"] = KERNELSPEC
+    notebook.metadata["language_info"] = language_info()
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"cell-{index}"  # stable ids keep regenerated notebooks byte-identical
     return notebook
@@ -162,30 +175,48 @@ def inspect_notebook() -> nbformat.NotebookNode:
     return _notebook([
         new_markdown_cell(
             "# Which predictions does each method assign to which object?\n\n"
-            "Trains (or reuses from the study cache) one model per method, then draws, on one validation "
-            "image, the objects (white), the predictions the method's assignment matches to them (green) and "
-            "the confident predictions matched to nothing (red), as in DETA Figure 3; and measures on the "
-            "validation set the recall of the best-regressed predictions among the top-k confident "
-            "(Align-DETR Figure 1) and the confidence-IoU density of the matched predictions with "
-            "Pearson's r (Align-DETR Figure 4)."),
-        _parameters_cell(PARAMETERS + '\nimage_index = 0\nscore_threshold = 0.3\nmax_images = None'),
-        new_code_cell("from IPython.display import display\n\nfrom assignlab.data.build import build_dataset\n"
+            "Loads the study's shipped models (`models/`, the `cpu` profile, seed 0; at another profile it trains "
+            "them, or reuses them from the study cache) and shows, for any validation image, which predictions "
+            "each method's own assignment gives to which object, at every output (encoder proposals, each decoder "
+            "layer, the final detections).\n\n"
+            "- **The match explorer** (run the notebook in JupyterLab): pick the image, one or two methods, the "
+            "output, the score threshold and an object; the table under the picture lists that object's candidate "
+            "predictions with the method's own quantities (DETA: the reference box's IoU against the stage's "
+            "threshold and the top-K cut; Align-DETR: quality t, rank and prime-sample weight; every method: the "
+            "terms of the match cost). Beside each picture, Align-DETR's Figures 1 and 4 for the shown image.\n"
+            "- **The same as figures** for the most crowded validation image and every method, so that a saved "
+            "copy shows them too; then DETA Figure 3 and Align-DETR Figures 1 and 4 over the validation set."),
+        _parameters_cell(PARAMETERS + "\nimage_index = None     # None: the most crowded validation image"
+                         "\nscore_threshold = 0.3\nmax_images = 200       # images of the validation-set figures (None: all)"),
+        new_code_cell("from IPython.display import Image, display\n\n"
+                      "from assignlab.analysis.draw import figure_png\n"
+                      "from assignlab.analysis.explorer_widget import MatchExplorer\n"
+                      "from assignlab.data.build import build_dataset\n"
                       "from assignlab.study.report.inspect import inspect_matches, trained_models\n\n"
                       "seed = 0 if seeds is None else int(seeds[0] if isinstance(seeds, (list, tuple)) else seeds)"),
         new_code_cell("models = trained_models(profile, seed=seed, workers=workers, executor=executor, data_root=data_root,\n"
                       "                        device=device, results_dir=results_dir)\n"
                       "config = next(iter(models.values())).config\n"
                       "dataset = build_dataset(config.data, config.data.val_split, train=False)\n"
-                      "inspection = inspect_matches(models, dataset, image_index=image_index, "
-                      "score_threshold=score_threshold, max_images=max_images)\n"
+                      "print(f\"{len(models)} models: {', '.join(models)}; {len(dataset)} validation images\")"),
+        new_markdown_cell("## The match explorer"),
+        new_code_cell("explorer = MatchExplorer(models, dataset, image_index=image_index, score_threshold=score_threshold)\n"
+                      "explorer"),
+        new_markdown_cell("## Every method on the most crowded validation image (last decoder layer)"),
+        new_code_cell("names = list(models)\n"
+                      "for pair in [names[i:i + 2] for i in range(0, len(names), 2)]:\n"
+                      "    display(Image(data=figure_png(explorer.figure(image_index=explorer.image_index, methods=pair))))"),
+        new_markdown_cell("## DETA Figure 3, Align-DETR Figures 1 and 4 over the validation set"),
+        new_code_cell("inspection = inspect_matches(models, dataset, image_index=explorer.image_index, "
+                      "score_threshold=score_threshold,\n                            max_images=max_images)\n"
                       "files = inspection.save(results_dir)"),
-        new_markdown_cell("## DETA Figure 3: matched (green) and confident background (red) predictions"),
-        new_code_cell("display(inspection.figure3)"),
-        new_markdown_cell("## Align-DETR Figure 1: recall of best-regressed predictions among the top-k confident"),
-        new_code_cell("display(inspection.figure1)\ninspection.recall.pivot(index='multiplier', columns='method', "
-                      "values='recall')"),
-        new_markdown_cell("## Align-DETR Figure 4: confidence against IoU of the matched predictions"),
-        new_code_cell("display(inspection.figure4)\ninspection.pearson"),
+        new_markdown_cell("### DETA Figure 3: matched (green) and confident background (red) predictions"),
+        new_code_cell("display(Image(filename=str(files['deta_figure3'])))"),
+        new_markdown_cell("### Align-DETR Figure 1: recall of best-regressed predictions among the top-k confident"),
+        new_code_cell("display(Image(filename=str(files['align_figure1'])))\n"
+                      "inspection.recall.pivot(index='multiplier', columns='method', values='recall')"),
+        new_markdown_cell("### Align-DETR Figure 4: confidence against IoU of the matched predictions"),
+        new_code_cell("display(Image(filename=str(files['align_figure4'])))\ninspection.pearson"),
     ])
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from assignlab.analysis.runtime import runtime_table
+from assignlab.paths import in_project
 from assignlab.study.report.aggregate import save_figure, to_markdown
 from assignlab.study.tables.methods import deta, hungarian
 from assignlab.study.tables.paper import load_paper_table
@@ -33,7 +34,7 @@ def runtime_study(profile: str = "cpu", repeats: int = 20, threads: int | None =
     table["paper_deta_ms"] = [float(paper.loc[m, "deta_ms"]) for m in table.index]
     table["paper_baseline_ms"] = [float(paper.loc[m, "deformable_detr_ms"]) for m in table.index]
     table = table.reset_index()
-    out = Path(results_dir)
+    out = in_project(results_dir)
     files = {"csv": out / "tables" / "deta_table2.csv", "markdown": out / "tables" / "deta_table2.md",
              "figure": out / "figures" / "deta_table2.png"}
     files["csv"].parent.mkdir(parents=True, exist_ok=True)

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import false_discovery_control
 
+from assignlab.paths import in_project
 from assignlab.study.report.aggregate import save_figure, to_markdown
 from assignlab.study.report.stats import (
     INCONCLUSIVE,
@@ -113,7 +114,7 @@ def study_claims(results_dir: str | Path = "results", profile: str = "cpu") -> p
     95% interval and seeds, the paper's value, the deciding test and its p, Holm within the table,
     Holm and BH over the study's paper claims, the table's verdict and the study-wide verdict (both
     verdicts in a few words, as in the tables), the direction verdict and the size verdict."""
-    lines = _claim_lines(Path(results_dir), profile)
+    lines = _claim_lines(in_project(results_dir), profile)
     if lines.empty:
         return pd.DataFrame(columns=STUDY_COLUMNS)
     tables_of = lines.groupby("key", sort=False)["source"].agg(lambda names: ", ".join(dict.fromkeys(names)))
@@ -278,7 +279,7 @@ def _p_text(p: float) -> str:
 
 def write_study_claims(results_dir: str | Path = "results", profile: str = "cpu") -> dict[str, Path] | None:
     """Write the study-wide CSV, Markdown and forest plot (None when no table has claims yet)."""
-    root = Path(results_dir)
+    root = in_project(results_dir)
     claims = study_claims(root, profile)
     if claims.empty:
         return None

@@ -15,7 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget bar in a notebook, text on a terminal
 
 from assignlab.study.run import locks
 from assignlab.study.run.executors import TrainRequest, TrainTask

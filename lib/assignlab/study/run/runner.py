@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget bar in a notebook, text on a terminal
 
 from assignlab.jsonio import remove_stale_tmp_files
 from assignlab.study.run import locks

@@ -21,6 +21,7 @@ from typing import Any
 
 from assignlab.engine.files import RESULT_NAME
 from assignlab.jsonio import read_json, write_json_atomic
+from assignlab.paths import in_project
 from assignlab.study.run.executors import TRAIN_LOG_NAME
 from assignlab.study.run.outcomes import RunOutcome
 from assignlab.study.run.plan import PlannedRun
@@ -34,8 +35,8 @@ class StudyPaths:
 
     @classmethod
     def make(cls, results_dir: str | Path = "results", cache_dir: str | Path | None = None) -> "StudyPaths":
-        results = Path(results_dir)
-        return cls(results, Path(cache_dir) if cache_dir is not None else results.parent / "work-cache" / "runs")
+        results = in_project(results_dir)
+        return cls(results, in_project(cache_dir) if cache_dir is not None else results.parent / "work-cache" / "runs")
 
     def result_file(self, table: str, run_id: str) -> Path:
         return self.results_dir / "runs" / table / f"{run_id}.json"
