@@ -88,8 +88,9 @@ def _shot(page, name: str, element=None) -> None:
 
 
 def _open(page, url: str, path: str):
-    """Open ``path`` and return the locator of its (visible) notebook panel."""
-    page.goto(f"{url}/lab/tree/{path}?token={TOKEN}")
+    """Open ``path`` alone in a workspace of its own (JupyterLab would otherwise restore the tabs of
+    the last test, and "Run All" would run whichever is current) and return its notebook panel."""
+    page.goto(f"{url}/lab/workspaces/{Path(path).stem}-{time.time_ns()}/tree/{path}?token={TOKEN}")
     panel = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden)")
     panel.locator(".jp-Notebook-cell").first.wait_for(timeout=60_000)
     return panel
@@ -111,9 +112,12 @@ def _run_all(page, url: str, timeout_s: float) -> None:
     page.click("div.lm-MenuBar-itemLabel:text-is('Run')", timeout=10_000)
     page.click("div.lm-Menu-itemLabel:text-is('Run All Cells')", timeout=10_000)
     time.sleep(3)
-    deadline = time.time() + timeout_s
+    deadline, quiet = time.time() + timeout_s, 0
     while time.time() < deadline:
-        if page.locator(".jp-InputArea-prompt:has-text('[*]')").count() == 0 and _kernels_idle(url):
+        # the kernel is idle for a moment between cells: finished means idle at three polls in a row
+        quiet = quiet + 1 if page.locator(".jp-InputArea-prompt:has-text('[*]')").count() == 0 and \
+            _kernels_idle(url) else 0
+        if quiet == 3:
             return
         time.sleep(2)
     raise AssertionError(f"the notebook did not finish within {timeout_s} s")
@@ -165,7 +169,7 @@ def test_the_match_explorer_appears_and_every_control_changes_the_picture(lab, p
     _run_all(page, url, timeout_s=600)
     assert not _errors(panel), _errors(panel)
     explorer = panel.locator(".widget-vbox").first
-    explorer.wait_for(state="attached", timeout=60_000)
+    explorer.wait_for(state="attached", timeout=180_000)
     explorer.scroll_into_view_if_needed()      # the notebook renders the cells in view only
     assert not (project / "work-cache").exists() or not list((project / "work-cache").rglob("log.jsonl")), \
         "inspect_matches trained models"

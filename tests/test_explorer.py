@@ -122,3 +122,8 @@ def test_final_detections_have_no_pairs():
     view = match_view(state, FINAL, score_threshold=0.3)
     assert view.pairs.empty and len(view.background) == 4       # q0, q1, q2 at 0.95 and q3 at 0.5
     assert candidates(state, FINAL, 0).empty
+
+
+def test_an_object_the_image_does_not_have_gives_no_candidates():
+    state = _state("hungarian")
+    assert candidates(state, "dec1", 3).empty and candidates(state, "dec1", -1).empty

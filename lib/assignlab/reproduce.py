@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from assignlab.paths import in_project, project_root
+from assignlab.paths import ROOT_ENV, in_project, project_root
 
 NOTEBOOK_DIR = Path("notebooks")              # both under the project root (assignlab.paths)
 OUTPUT_DIR = Path("results") / "notebooks"
@@ -70,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
         load_slurm_settings(args.slurm_config)  # a bad file fails here, before any notebook runs
         os.environ[SLURM_CONFIG_ENV] = str(Path(args.slurm_config).resolve())
+    # the kernels start in the project root: a relative $ASSIGNLAB_ROOT would name another folder there
+    os.environ[ROOT_ENV] = str(project_root())
     failed = []
     for source in notebooks:
         output = in_project(args.out) / source.name

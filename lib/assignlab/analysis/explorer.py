@@ -153,8 +153,8 @@ def candidates(state: ImageState, output: str, object_index: int, limit: int = 1
       ``rank`` and ``weight`` of the assigned ones (from the assignment);
     - every method: ``cost_class``, ``cost_l1``, ``cost_giou`` and ``cost`` (weighted, as the
       Hungarian matcher sums them; lower = better), the quantities one-to-one and B-matching rank by.
-    Empty for the final detections."""
-    if output == FINAL:
+    Empty for the final detections and for an object index the image does not have."""
+    if output == FINAL or not 0 <= object_index < len(state.target["labels"]):
         return pd.DataFrame()
     config = state.trained.config
     out, result = state.outputs[output], state.assignment[output]

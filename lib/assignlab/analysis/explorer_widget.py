@@ -69,8 +69,14 @@ class MatchExplorer:
             self._states[key] = image_state(self.models[method], self.dataset, image_index)
         return self._states[key]
 
+    def output_for(self, state: ImageState) -> str:
+        """The chosen output, or the last decoder layer for a model that lacks it (no encoder)."""
+        return self.output if self.output in state.output_names else state.output_names[-2]
+
     def candidate_table(self, method: str) -> pd.DataFrame:
-        return candidates(self.state(method, self.image_index), self.output, self.object_index)
+        state = self.state(method, self.image_index)
+        return pd.DataFrame() if self.object_index is None else candidates(state, self.output_for(state),
+                                                                           self.object_index)
 
     # --------------------------------------------------------------------------- drawing
     def figure(self, image_index: int | None = None, methods: Sequence[str] | None = None, output: str | None = None,
@@ -79,17 +85,20 @@ class MatchExplorer:
         method, the assignment beside Align-DETR's Figures 1 and 4 for this image."""
         from matplotlib.figure import Figure
 
-        self.image_index = self.image_index if image_index is None else int(image_index)
+        if image_index is not None and int(image_index) != self.image_index:
+            self.image_index, self.object_index = int(image_index), 0    # the old object may not exist
         self.methods = list(methods) if methods is not None else self.methods
         self.output = output or self.output
         self.score_threshold = self.score_threshold if score_threshold is None else score_threshold
         self.object_index = self.object_index if object_index is None else object_index
+        if self._widget is not None:                                      # keep the controls in step
+            self._sync_controls()
         fig = Figure(figsize=(15, 6.2 * len(self.methods)))
         grid = fig.add_gridspec(len(self.methods), 3, width_ratios=[2.4, 1, 1], wspace=0.25, hspace=0.3)
         names = getattr(self.dataset, "category_names", None)
         for row, method in enumerate(self.methods):
             state = self.state(method, self.image_index)
-            output = self.output if self.output in state.output_names else state.output_names[-2]
+            output = self.output_for(state)
             draw_view(fig.add_subplot(grid[row, 0]), state.image, match_view(state, output, self.score_threshold),
                       selected=self.object_index, names=names)
             recall, pairs = image_alignment(state)
@@ -150,13 +159,31 @@ class MatchExplorer:
         image_changed = c["image"].value != self.image_index
         self.image_index, self.methods = c["image"].value, methods
         self.output, self.score_threshold = c["output"].value, c["threshold"].value
-        if image_changed:
-            c["object"].unobserve(self._changed, names="value")
-            c["object"].options = self._object_options()
-            c["object"].value = 0 if c["object"].options else None
-            c["object"].observe(self._changed, names="value")
-        self.object_index = c["object"].value or 0
+        self.object_index = c["object"].value
+        if image_changed or change.owner is c["method_a"]:
+            self.object_index = 0
+            self._sync_controls()
         self._render()
+
+    def _sync_controls(self) -> None:
+        """Set the controls to the explorer's state (object and output choices of the image and the
+        first method) without reacting to the change."""
+        c = self.controls
+        for control in c.values():
+            control.unobserve(self._changed, names="value")
+        state = self.state(self.methods[0], self.image_index)
+        c["image"].value = self.image_index
+        c["method_a"].value = self.methods[0]
+        c["method_b"].value = self.methods[1] if len(self.methods) > 1 else NONE
+        c["output"].options = state.output_names
+        c["output"].value = self.output = self.output_for(state)
+        c["threshold"].value = self.score_threshold
+        c["object"].options = self._object_options()
+        self.object_index = self.object_index if c["object"].options and self.object_index is not None and \
+            self.object_index < len(c["object"].options) else (0 if c["object"].options else None)
+        c["object"].value = self.object_index
+        for control in c.values():
+            control.observe(self._changed, names="value")
 
     def _render(self) -> None:
         from IPython.display import HTML, Image, clear_output, display
@@ -164,7 +191,7 @@ class MatchExplorer:
         with self.view:
             clear_output(wait=True)
             display(Image(data=figure_png(self.figure())))
-            if self.output != FINAL and self.object_index is not None:
+            if self.output != FINAL and self.object_index is not None:  # (no object: no table)
                 for method in self.methods:
                     table = self.candidate_table(method)
                     display(HTML(f"<b>{method}</b>: candidates of object {self.object_index} at output "

@@ -314,7 +314,7 @@ def inline_table(frame: pd.DataFrame, formats: dict[str, str] | None = None,
     formats, styles = formats or {}, styles or {}
 
     def cell(column: str, value: Any) -> str:
-        missing = value is None or (isinstance(value, float) and math.isnan(value))
+        missing = value is None or (pd.api.types.is_scalar(value) and pd.isna(value))
         text = "" if missing else formats.get(column, "{}").format(value)
         css = styles[column](value) if column in styles else ""
         return f'<td style="text-align:left;{css}">{escape(text)}</td>'

@@ -203,9 +203,10 @@ def inspect_notebook() -> nbformat.NotebookNode:
         new_code_cell("explorer = MatchExplorer(models, dataset, image_index=image_index, score_threshold=score_threshold)\n"
                       "explorer"),
         new_markdown_cell("## Every method on the most crowded validation image (last decoder layer)"),
-        new_code_cell("names = list(models)\n"
+        new_code_cell("still = MatchExplorer(models, dataset, image_index=explorer.image_index)  # the live one keeps its state\n"
+                      "names = list(models)\n"
                       "for pair in [names[i:i + 2] for i in range(0, len(names), 2)]:\n"
-                      "    display(Image(data=figure_png(explorer.figure(image_index=explorer.image_index, methods=pair))))"),
+                      "    display(Image(data=figure_png(still.figure(methods=pair))))"),
         new_markdown_cell("## DETA Figure 3, Align-DETR Figures 1 and 4 over the validation set"),
         new_code_cell("inspection = inspect_matches(models, dataset, image_index=explorer.image_index, "
                       "score_threshold=score_threshold,\n                            max_images=max_images)\n"

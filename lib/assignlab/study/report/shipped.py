@@ -58,9 +58,10 @@ def weights_file(run_id: str, models_dir: str | Path = MODELS_DIR) -> Path:
 
 
 def load_shipped(path: str | Path, name: str | None = None) -> TrainedModel:
-    """The model of a shipped weights file (float32, eval mode) with the criterion of its config.
-    The file is read with ``weights_only=True``; a file of another format is a ValueError naming it."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """The model of a shipped weights file (float32, eval mode) with the criterion of its config; a
+    relative ``path`` is taken from the project root (:mod:`assignlab.paths`). The file is read
+    with ``weights_only=True``; a file of another format is a ValueError naming it."""
+    state = torch.load(in_project(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path}: not a shipped weights file (field 'format' is not {WEIGHTS_FORMAT!r})")
     config = Config.from_dict(state["config"])
