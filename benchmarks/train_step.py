@@ -1,27 +1,56 @@
-"""Training and inference speed of a preset with the compiled deformable-attention op and with
-the PyTorch reference, measured in one run on the same batches.
+"""Training speed of the detector against the outside world, measured in one run.
 
-    python benchmarks/train_step.py --preset cpu [--steps 10] [--threads 2] [--bound]
+    python benchmarks/train_step.py [--shape cpu|paper-width|both] [--steps 8] [--threads 1]
 
-``--bound`` also times the model with the op replaced by a stand-in of almost no cost: the speed
-ratio of that model to the reference is the most any kernel could gain at this preset.
+For each shape it trains on the same synthetic batches, with the engine's own step (forward
+under the precision's autocast, loss in float32, backward, gradient clipping, fused AdamW):
+
+- ours in four execution settings: eager fp32 (``python -m assignlab train``'s default), compiled
+  fp32 (``train.compile``), bf16 (``train.precision=bf16``) and compiled bf16;
+- the anchor: transformers' DETA (``DetaForObjectDetection``, in the test extras) at the same shape
+  (same widths, depths, heads, points, queries, feature levels, image size and batch; its ResNet of
+  basic blocks with the same stage widths), trained with its own loss in eager fp32.
+
+It prints images/s, the ratio to the anchor and to our eager fp32, the matmul/convolution work per
+training image counted by ``torch.utils.flop_counter`` (forward and backward), and the fraction of
+this machine's fp32 and bf16 matmul peaks (a large square ``torch.mm`` timed in the same run) that
+the step reaches. Compiled variants report their compilation time (the first steps) separately; a
+run's wall time includes it once.
+
+Shapes: ``cpu`` is the study's preset (160 px, d 64, 3+3 layers, 100 queries, batch 4);
+``paper-width`` has DETA's transformer width (d 256, FFN 1024, 6+6 layers, 300 queries) at 256 px
+with a backbone of width 64, batch 4.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
+import sys
 import time
+import warnings
 
 import torch
 from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
 
 from assignlab.data.collate import collate_detection
 from assignlab.data.synthetic import render_image
 from assignlab.data.transforms import DetectionTransform
+from assignlab.engine.execution import autocast_for, in_float32, maybe_compile
 from assignlab.engine.optim import build_optimizer
 from assignlab.losses.criterion import Criterion
-from assignlab.models.build import build_model, build_postprocessor
+from assignlab.models.build import build_model
 from assignlab.presets import preset
+
+SHAPES = {
+    "cpu": {},
+    "paper-width": {"model.hidden_dim": 256, "model.dim_feedforward": 1024, "model.enc_layers": 6,
+                    "model.dec_layers": 6, "model.num_queries": 300, "model.backbone_width": 64,
+                    "data.image_size": 256, "data.synth_image_size": 256},
+}
+VARIANTS = {"eager fp32": ("fp32", False), "compiled fp32": ("fp32", True),
+            "bf16": ("bf16", False), "compiled bf16": ("bf16", True)}
 
 
 def synthetic_batches(cfg, count: int) -> list:
@@ -42,88 +71,171 @@ def synthetic_batches(cfg, count: int) -> list:
     return batches
 
 
-def time_training(cfg, batches, steps: int) -> float:
-    """Median seconds per training step (forward, loss, backward, clip, AdamW)."""
+def timed_steps(step, batches, steps: int, warmup: int = 2) -> tuple[float, float]:
+    """(seconds of the ``warmup`` first steps, median seconds of the next ``steps``)."""
+    start = time.perf_counter()
+    for index in range(warmup):
+        step(*batches[index % len(batches)])
+    first = time.perf_counter() - start
+    times = []
+    for index in range(steps):
+        start = time.perf_counter()
+        step(*batches[(warmup + index) % len(batches)])
+        times.append(time.perf_counter() - start)
+    return first, statistics.median(times)
+
+
+def our_step(cfg, precision: str, compiled: bool):
+    """One training step as ``engine.loop.train_one_epoch`` takes it."""
     torch.manual_seed(0)
-    model = build_model(cfg.model)
+    model = build_model(cfg.model).train()
+    forward = maybe_compile(model, compiled)
     criterion = Criterion.from_config(cfg)
     optimizer, _ = build_optimizer(model, cfg.train)
-    model.train()
-    times = []
-    for step in range(steps + 2):  # two warm-up steps
-        images, mask, targets = batches[step % len(batches)]
-        start = time.perf_counter()
-        loss = criterion(model(images, mask), targets)["loss"]
-        optimizer.zero_grad()
+    device = torch.device("cpu")
+
+    def step(images, mask, targets):
+        with autocast_for(precision, device):
+            outputs = forward(images, mask)
+        loss = criterion(in_float32(outputs), targets)["loss"]
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_max_norm)
         optimizer.step()
-        if step >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        return loss
+
+    return step
 
 
-@torch.no_grad()
-def time_inference(cfg, batches, steps: int) -> float:
-    """Median seconds per batch of inference (forward + post-processing)."""
+@contextlib.contextmanager
+def topk_within_size():
+    """transformers' DETA asks for the top 1000 proposals per level whatever the image size; at 160
+    px a level has fewer tokens. Clamping k to the size gives it the same work as ours."""
+    original = torch.topk
+
+    def clamped(x, k, *args, **kwargs):
+        return original(x, min(k, x.shape[-1]), *args, **kwargs)
+
+    torch.topk = clamped
+    try:
+        yield
+    finally:
+        torch.topk = original
+
+
+def hf_deta_step(cfg):
+    """A training step of transformers' DETA at ``cfg``'s shape, or None when it is not installed."""
+    try:
+        import transformers
+        from transformers.models.deprecated import deta
+    except ImportError:
+        return None
+    m, w = cfg.model, cfg.model.backbone_width
+    backbone = transformers.ResNetConfig(embedding_size=w, hidden_sizes=[w, 2 * w, 4 * w, 8 * w], depths=[1, 1, 1, 1],
+                                         layer_type="basic", out_features=["stage2", "stage3", "stage4"])
+    config = deta.DetaConfig(
+        backbone_config=backbone, d_model=m.hidden_dim, encoder_layers=m.enc_layers, decoder_layers=m.dec_layers,
+        encoder_ffn_dim=m.dim_feedforward, decoder_ffn_dim=m.dim_feedforward, encoder_attention_heads=m.nheads,
+        decoder_attention_heads=m.nheads, encoder_n_points=m.enc_n_points, decoder_n_points=m.dec_n_points,
+        num_feature_levels=m.num_feature_levels, two_stage_num_proposals=m.num_queries, num_queries=m.num_queries,
+        num_labels=m.num_classes, dropout=0.0)
     torch.manual_seed(0)
-    model = build_model(cfg.model).eval()
-    postprocess = build_postprocessor(cfg.model)
-    times = []
-    for step in range(steps + 2):
-        images, mask, targets = batches[step % len(batches)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = deta.DetaForObjectDetection(config).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+    def step(images, mask, targets):
+        labels = [{"class_labels": t["labels"], "boxes": t["boxes"]} for t in targets]  # normalised cxcywh
+        with topk_within_size(), contextlib.redirect_stdout(None):  # it prints when NMS leaves too few
+            loss = model(pixel_values=images, pixel_mask=(~mask).long(), labels=labels).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_max_norm)
+        optimizer.step()
+        return loss
+
+    return step, sum(p.numel() for p in model.parameters())
+
+
+def counted_gflop_per_image(cfg, batch) -> float:
+    """Matmul and convolution GFLOP of one forward + backward, per image (flop_counter)."""
+    torch.manual_seed(0)
+    model = build_model(cfg.model).train()
+    criterion = Criterion.from_config(cfg)
+    images, mask, targets = batch
+    with FlopCounterMode(display=False) as counter:
+        criterion(model(images, mask), targets)["loss"].backward()
+    return counter.get_total_flops() / 1e9 / images.shape[0]
+
+
+def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a square ``torch.mm`` in ``dtype`` on this machine, with the current thread count."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
         start = time.perf_counter()
-        postprocess(model(images, mask), torch.stack([t["orig_size"] for t in targets]))
-        if step >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 / best / 1e9
 
 
-def attention_free_op(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, impl="auto"):
-    """A stand-in with the op's shapes and gradients that costs almost nothing: timing a model with
-    it bounds what any deformable-attention kernel can gain (Amdahl)."""
-    n, q = sampling_locations.shape[:2]
-    heads, channels = value.shape[2:]
-    per_head = attention_weights.sum((3, 4)) + sampling_locations.sum((3, 4, 5))  # [N, Q, M]
-    pooled = value.mean(1)  # [N, M, D]
-    return (per_head[..., None] + pooled[:, None]).reshape(n, q, heads * channels)
+def benchmark_shape(name: str, steps: int, variants: list[str], with_anchor: bool, peaks: dict) -> None:
+    cfg = preset("cpu").override({**SHAPES[name], "model.num_classes": 10})
+    batches = synthetic_batches(cfg, 4)
+    batch = cfg.train.batch_size
+    params = sum(p.numel() for p in build_model(cfg.model).parameters())
+    gflop = counted_gflop_per_image(cfg, batches[0])
+    print(f"\n{name}: {cfg.data.image_size} px, d {cfg.model.hidden_dim}, FFN {cfg.model.dim_feedforward}, "
+          f"{cfg.model.enc_layers}+{cfg.model.dec_layers} layers, {cfg.model.num_queries} queries, batch {batch}, "
+          f"{params / 1e6:.2f}M parameters, {gflop:.2f} GFLOP per training image (counted), median of {steps} steps")
+    rates = {}
+    anchor = hf_deta_step(cfg) if with_anchor else None
+    if with_anchor and anchor is None:
+        print("  transformers is not installed (pip install -e '.[test]'): no anchor")
+    if anchor is not None:
+        step, hf_params = anchor
+        _, seconds = timed_steps(step, batches, steps)
+        rates["HF DETA"] = batch / seconds
+        print(f"  {'HF transformers DETA (eager fp32)':36s} {rates['HF DETA']:7.2f} img/s   ({hf_params / 1e6:.2f}M parameters)")
+    for variant in variants:
+        precision, compiled = VARIANTS[variant]
+        first, seconds = timed_steps(our_step(cfg, precision, compiled), batches, steps)
+        rates[variant] = batch / seconds
+        achieved = gflop * rates[variant]
+        peak = peaks["bf16" if precision == "bf16" else "fp32"]
+        parts = [f"  {'ours, ' + variant:36s} {rates[variant]:7.2f} img/s",
+                 f"{achieved:6.1f} GFLOP/s = {100 * achieved / peak:4.1f} % of the {precision} matmul peak"]
+        if "HF DETA" in rates:
+            parts.append(f"{rates[variant] / rates['HF DETA']:.2f}x HF")
+        if variant != "eager fp32" and "eager fp32" in rates:
+            parts.append(f"{rates[variant] / rates['eager fp32']:.2f}x eager fp32")
+        if compiled:
+            parts.append(f"first 2 steps {first:.1f} s (compilation)")
+        print("   ".join(parts))
+        sys.stdout.flush()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--bound", action="store_true",
-                        help="also time the model with the attention op replaced by a free stand-in (Amdahl bound)")
+    parser.add_argument("--shape", choices=[*SHAPES, "both"], default="both")
+    parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--variants", default=",".join(VARIANTS),
+                        help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all)")
+    parser.add_argument("--no-anchor", action="store_true", help="skip transformers' DETA")
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     torch.set_num_threads(args.threads)
-    from assignlab.config import parse_set_arguments
-
-    base = preset(args.preset).override(parse_set_arguments(args.set))
-    base = base.override({"model.num_classes": 10})
-    batches = synthetic_batches(base, 4)
-    batch = base.train.batch_size
-    print(f"preset {args.preset}: batch {batch}, {base.data.image_size} px, threads {torch.get_num_threads()}, median of {args.steps} steps")
-    rows = {}
-    for impl in ("cpp", "reference"):
-        cfg = base.override({"model.msda_impl": impl})
-        rows[impl] = (batch / time_training(cfg, batches, args.steps), batch / time_inference(cfg, batches, args.steps))
-        print(f"  {impl:9s}  training {rows[impl][0]:7.2f} img/s   inference {rows[impl][1]:7.2f} img/s")
-    print(f"  ratio compiled / reference: training {rows['cpp'][0] / rows['reference'][0]:.2f}x, inference {rows['cpp'][1] / rows['reference'][1]:.2f}x")
-    if args.bound:
-        import assignlab.models.ms_deform_attn as attention_module
-
-        kernel = attention_module.ms_deform_attn
-        attention_module.ms_deform_attn = attention_free_op
-        try:
-            free = batch / time_training(base, batches, args.steps), batch / time_inference(base, batches, args.steps)
-        finally:
-            attention_module.ms_deform_attn = kernel
-        print(f"  no attention op training {free[0]:7.2f} img/s   inference {free[1]:7.2f} img/s")
-        print(f"  bound on the ratio (op of zero cost / reference): training {free[0] / rows['reference'][0]:.2f}x, "
-              f"inference {free[1] / rows['reference'][1]:.2f}x")
+    peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+    print(f"threads {torch.get_num_threads()}; matmul peaks (2048^2 torch.mm): fp32 {peaks['fp32']:.0f} GFLOP/s, "
+          f"bf16 {peaks['bf16']:.0f} GFLOP/s ({peaks['bf16'] / peaks['fp32']:.1f}x)")
+    for name in (list(SHAPES) if args.shape == "both" else [args.shape]):
+        benchmark_shape(name, args.steps, variants, not args.no_anchor, peaks)
 
 
 if __name__ == "__main__":

@@ -118,19 +118,31 @@ def test_model_config_defaults_are_deformable_detr_two_stage():
 def test_a_field_added_later_leaves_the_ids_of_earlier_runs_alone():
     import hashlib
 
-    from assignlab.config import HASH_NEUTRAL_DEFAULTS
+    from assignlab.config import EXECUTION_FIELDS, HASH_NEUTRAL_DEFAULTS
 
     config = Config()
     assert HASH_NEUTRAL_DEFAULTS["model.enc_loss_selected_only"] is False
     # the hash of the config as it was before the fields existed: its JSON without them
     before = config.to_dict()
-    for dotted in HASH_NEUTRAL_DEFAULTS:
+    for dotted in (*HASH_NEUTRAL_DEFAULTS, *EXECUTION_FIELDS):
         section, key = dotted.split(".")
         del before[section][key]
     assert config.stable_hash() == hashlib.sha256(json.dumps(before, sort_keys=True).encode()).hexdigest()[:12]
     # a run that sets a field gets an id of its own
-    for changed in ({"model.enc_loss_selected_only": True}, {"model.transformer_activation": "prelu"}):
+    for changed in ({"model.enc_loss_selected_only": True}, {"model.transformer_activation": "prelu"},
+                    {"train.precision": "bf16"}):
         assert config.override(changed).stable_hash() != config.stable_hash()
+
+
+def test_execution_settings_never_change_the_run_id():
+    from assignlab.config import experiment_of
+
+    config = Config()
+    compiled = config.override({"train.compile": True})
+    assert compiled.stable_hash() == config.stable_hash()
+    assert experiment_of(compiled.to_dict()) == experiment_of(config.to_dict())
+    assert "compile" not in experiment_of(config.to_dict())["train"]
+    assert "compile" in config.to_dict()["train"]  # experiment_of returns a copy
 
 
 def test_every_committed_run_keeps_its_id():

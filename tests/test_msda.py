@@ -267,8 +267,43 @@ def test_unknown_impl_and_wrong_device_for_impl():
         ms_deform_attn(*inputs, impl="triton")
     with pytest.raises(ValueError, match="impl='cuda' needs cuda tensors"):
         ms_deform_attn(*inputs, impl="cuda")
-    with pytest.raises(TypeError, match="supports float32 and float64"):
-        ms_deform_attn(*make_inputs([[2, 2]], 1, 1, 2, 1, 1, dtype=torch.bfloat16), impl="cpp")
+
+
+# --- mixed precision ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("impl", ["cpp", "auto", "reference"])
+def test_bfloat16_inputs_are_computed_in_float32_with_bf16_sized_errors(impl):
+    """Under autocast the op gets a bf16 value with float32 locations (and bf16 or float32 weights):
+    it computes in float32 and answers in value's dtype; output and gradients agree with float32
+    within bf16 rounding of the inputs (relative error ~2^-8)."""
+    value, shapes, start, loc, attn = make_inputs([[6, 5], [3, 3]], 2, 2, 8, 7, 3, dtype=torch.float32)
+    exact_inputs = [t.clone().requires_grad_() for t in (value, loc, attn)]
+    exact = ms_deform_attn(exact_inputs[0], shapes, start, exact_inputs[1], exact_inputs[2], impl=impl)
+    grad = torch.randn_like(exact)
+    exact.backward(grad)
+    half = [value.bfloat16().requires_grad_(), loc.clone().requires_grad_(), attn.bfloat16().requires_grad_()]
+    mixed = ms_deform_attn(half[0], shapes, start, half[1], half[2], impl=impl)
+    assert mixed.dtype == torch.bfloat16
+    mixed.backward(grad.bfloat16())
+    torch.testing.assert_close(mixed.float(), exact.detach(), atol=0.05, rtol=0.02)
+    for low, high in zip(half, exact_inputs):
+        assert low.grad.dtype == low.dtype
+        torch.testing.assert_close(low.grad.float(), high.grad, atol=0.1, rtol=0.05)
+
+
+def test_op_runs_under_cpu_bf16_autocast():
+    from assignlab.models.ms_deform_attn import MSDeformAttn
+
+    torch.manual_seed(0)
+    layer = MSDeformAttn(d_model=16, n_levels=2, n_heads=2, n_points=2)
+    value, shapes, start, _, _ = make_inputs([[6, 5], [3, 3]], 2, 2, 8, 1, 1, dtype=torch.float32)
+    query, memory = torch.randn(2, 7, 16), torch.randn(2, 39, 16)
+    reference = torch.rand(2, 7, 2, 2)
+    exact = layer(query, reference, memory, shapes, start)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = layer(query, reference, memory, shapes, start)
+    assert mixed.dtype == torch.bfloat16
+    torch.testing.assert_close(mixed.float(), exact, atol=0.05, rtol=0.05)
 
 
 def test_cpp_kernel_rejects_inconsistent_levels_without_crashing():

@@ -426,6 +426,7 @@ void backward_isa(const BackwardArgs<scalar_t>& a, int64_t b, int64_t e, scalar_
 template <typename scalar_t>
 void forward_range(const ForwardArgs<scalar_t>& a, int64_t b, int64_t e) {
   switch (a.size.channels) {
+    case 8: return forward_isa<scalar_t, 8>(a, b, e);
     case 16: return forward_isa<scalar_t, 16>(a, b, e);
     case 32: return forward_isa<scalar_t, 32>(a, b, e);
     case 64: return forward_isa<scalar_t, 64>(a, b, e);
@@ -436,6 +437,7 @@ void forward_range(const ForwardArgs<scalar_t>& a, int64_t b, int64_t e) {
 template <typename scalar_t>
 void backward_range(const BackwardArgs<scalar_t>& a, int64_t b, int64_t e, scalar_t* sink) {
   switch (a.size.channels) {
+    case 8: return backward_isa<scalar_t, 8>(a, b, e, sink);
     case 16: return backward_isa<scalar_t, 16>(a, b, e, sink);
     case 32: return backward_isa<scalar_t, 32>(a, b, e, sink);
     case 64: return backward_isa<scalar_t, 64>(a, b, e, sink);

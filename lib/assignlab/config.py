@@ -151,7 +151,10 @@ class TrainConfig:
     clip_max_norm: float = 0.1
     lr_drop_epochs: tuple[int, ...] = (10,)
     lr_drop_factor: float = 0.1
-    amp: bool = False                     # mixed precision, CUDA only
+    amp: bool = False                     # older switch for bf16 autocast on CUDA only; see precision
+    precision: str = "fp32"               # "fp32" or "bf16" (autocast: matmuls and convolutions in bf16; loss,
+                                          # assignment and deformable sampling in fp32), on CPU and CUDA
+    compile: bool = False                 # torch.compile the model: an execution setting, not in the run id
     eval_every: int = 1
     alignment_images: int = 200           # validation images for the end-of-run alignment diagnostics (0: none)
 
@@ -188,7 +191,7 @@ class Config:
         of ``HASH_NEUTRAL_DEFAULTS`` at its listed value is left out, so that adding a field does
         not change the id of any run cached before it existed; configs that train the same model
         (:func:`training_equivalent`) hash the same, so they share their runs."""
-        data = training_equivalent(self.to_dict())
+        data = training_equivalent(experiment_of(self.to_dict()))
         for dotted, neutral in HASH_NEUTRAL_DEFAULTS.items():
             section, key = dotted.split(".")
             if data[section][key] == neutral:
@@ -205,7 +208,21 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "model.content_query_init": "normal",
     "model.dino_decoder_norm": False,
     "train.weight_decay_norm": None,
+    "train.precision": "fp32",
 }
+
+# How a run executes, not what it trains (like the thread count): never part of the run id.
+EXECUTION_FIELDS = ("train.compile",)
+
+
+def experiment_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's dict (``Config.to_dict``) without its ``EXECUTION_FIELDS``: what decides the
+    trained model. A new dict; a field the dict lacks (written before it existed) is skipped."""
+    result = {key: dict(value) if isinstance(value, Mapping) else value for key, value in data.items()}
+    for dotted in EXECUTION_FIELDS:
+        section, key = dotted.split(".")
+        result.get(section, {}).pop(key, None)
+    return result
 
 
 # Read only by Align-DETR's mixed matching (assign.method "align"); any other method ignores them.

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import nullcontext
 from typing import Callable, Iterator
 
 import torch
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from assignlab.data.collate import collate_detection
 from assignlab.engine import distributed as dist
 from assignlab.engine.coco_eval import detections_to_coco_results, evaluate_coco
+from assignlab.engine.execution import autocast_for, in_float32
 
 
 class NonFiniteLossError(RuntimeError):
@@ -98,6 +98,7 @@ def train_one_epoch(
     epoch: int,
     clip_max_norm: float = 0.0,
     amp: bool = False,
+    precision: str = "fp32",
     log: Callable[[dict], None] | None = None,
     log_every: int = 10,
     progress: bool = True,
@@ -105,13 +106,16 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """Train for one pass over ``loader``; returns mean loss terms and images/s.
 
+    ``precision`` ("fp32" or "bf16") sets the forward's autocast (``autocast_for``); the loss and
+    the assignment always see float32 predictions.
+
     Raises ``NonFiniteLossError`` (on every process) as soon as a loss is NaN or infinite,
     before the optimiser step, so no parameter is touched by it.
     """
     model.train()
     totals: dict[str, float] = {}
     images_seen, steps, start = 0, 0, time.perf_counter()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if amp and device.type == "cuda" else nullcontext()
+    autocast = autocast_for(precision, device, amp)
     total_steps = len(loader) if max_steps is None else min(max_steps, len(loader))
     bar = tqdm(total=total_steps, desc=f"epoch {epoch}", unit="step", disable=not (progress and dist.is_main_process()), leave=False)
     for step, (images, mask, targets) in enumerate(loader):
@@ -124,7 +128,7 @@ def train_one_epoch(
                 outputs = model(images, mask, targets)
             else:
                 outputs = model(images, mask)
-        losses = criterion(outputs, targets)
+        losses = criterion(in_float32(outputs), targets)
         loss = losses["loss"]
         finite = dist.all_reduce_sum(torch.tensor([float(torch.isfinite(loss))], device=device))
         if finite.item() < dist.world_size():

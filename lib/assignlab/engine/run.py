@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from assignlab.config import Config
+from assignlab.config import Config, experiment_of
 from assignlab.data.build import build_dataset
 from assignlab.diagnostics import TrainedModel, analyse_alignment
 from assignlab.engine import distributed as dist
@@ -40,6 +40,7 @@ from assignlab.engine.loop import (
     make_loader,
     train_one_epoch,
 )
+from assignlab.engine.execution import check_precision, maybe_compile
 from assignlab.engine.files import CHECKPOINT_NAME, LOG_NAME, RESULT_NAME
 from assignlab.engine.optim import build_optimizer
 from assignlab.jsonio import read_json, write_atomically, write_json_atomic
@@ -168,6 +169,7 @@ def train_run(
         max_steps_per_epoch: cap the steps of each epoch (quick checks; recorded in the result).
     """
     check_objective(cfg.assign, cfg.loss)  # unknown method or loss names fail before anything is made
+    check_precision(cfg.train.precision)
     out = Path(out_dir)
     distributed = dist.init_distributed(device)
     torch_device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if device == "cuda" else device)
@@ -199,7 +201,7 @@ def train_run(
     checkpoint_path = out / CHECKPOINT_NAME
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if state["config"] != cfg.to_dict() or state["seed"] != seed:
+        if experiment_of(state["config"]) != experiment_of(cfg.to_dict()) or state["seed"] != seed:
             raise ValueError(f"{checkpoint_path} belongs to another config or seed; use a new --out folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -207,9 +209,9 @@ def train_run(
         restore_rng_states(state["rng"])
         start_epoch, curve, wall_before = state["epoch"] + 1, state["curve"], state["wall_time_s"]
 
-    train_model = model
+    train_model = maybe_compile(model, cfg.train.compile)
     if distributed:
-        train_model = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        train_model = torch.nn.parallel.DistributedDataParallel(train_model, find_unused_parameters=True)
 
     def log(record: dict) -> None:
         if dist.is_main_process():
@@ -230,7 +232,7 @@ def train_run(
         try:
             summary = train_one_epoch(
                 train_model, criterion, loader, optimizer, torch_device, epoch,
-                clip_max_norm=cfg.train.clip_max_norm, amp=cfg.train.amp, log=log, progress=progress,
+                clip_max_norm=cfg.train.clip_max_norm, amp=cfg.train.amp, precision=cfg.train.precision, log=log, progress=progress,
                 max_steps=max_steps_per_epoch,
             )
         except NonFiniteLossError as err:

@@ -9,6 +9,50 @@ from torch import nn
 from assignlab.ops.msda import ms_deform_attn
 
 
+def softmax_over_points(logits: torch.Tensor, points: int) -> torch.Tensor:
+    """Softmax over consecutive groups of ``points`` values: [..., G * points] -> [G_total, points]
+    contiguous (every (query, head) row normalised over its levels x points).
+
+    PyTorch's CPU softmax vectorises along the reduced dimension, which is only 8-16 values here; on
+    the transposed [points, G_total] layout it vectorises across rows instead (4x faster forward and
+    backward at the cpu preset, equal to within float rounding)."""
+    rows = logits.reshape(-1, points)
+    return rows.t().contiguous().softmax(0).t().contiguous()
+
+
+def sampling_locations(reference_points: torch.Tensor, offsets: torch.Tensor, spatial_shapes: torch.Tensor,
+                       n_heads: int, n_points: int) -> torch.Tensor:
+    """Where each head samples: reference + offset, normalised (x, y).
+
+    Args:
+        reference_points: [B, Lq, L, 2] normalised (x, y); offsets are then in pixels of each level
+            (divided by (W_l, H_l)). Or [B, Lq, L, 4] normalised cxcywh boxes; offsets are then
+            scaled by half the box size / n_points.
+        offsets: [B, Lq, heads * L * n_points * 2], (x, y) innermost.
+        spatial_shapes: [L, 2] (H_l, W_l).
+    Returns:
+        [B, Lq, heads, L, n_points, 2]
+    """
+    batch, num_queries, levels, size = reference_points.shape
+    if size not in (2, 4):
+        raise ValueError(f"reference_points must end in 2 or 4 values, got shape {tuple(reference_points.shape)}")
+
+    def per_point(t: torch.Tensor) -> torch.Tensor:  # [B, Lq, L, 2] -> [B, Lq, 1, L * n_points * 2]
+        return t[:, :, :, None, :].expand(batch, num_queries, levels, n_points, 2).reshape(batch, num_queries, 1, -1)
+
+    # The broadcasts run over [heads] with a contiguous (level, point, xy) row of values on both
+    # sides: elementwise the same arithmetic as broadcasting [B, Lq, 1, L, 1, 2] into
+    # [B, Lq, heads, L, P, 2], but vectorised (4x faster forward and backward on the CPU).
+    offsets = offsets.view(batch, num_queries, n_heads, -1)
+    if size == 2:
+        normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
+        scale = normalizer[:, None, :].expand(levels, n_points, 2).reshape(-1)
+        locations = per_point(reference_points) + offsets / scale
+    else:
+        locations = per_point(reference_points[..., :2]) + offsets / n_points * per_point(reference_points[..., 2:]) * 0.5
+    return locations.view(batch, num_queries, n_heads, levels, n_points, 2)
+
+
 class MSDeformAttn(nn.Module):
     """Each query attends to ``n_points`` sampled locations per head and level around its reference.
 
@@ -76,19 +120,9 @@ class MSDeformAttn(nn.Module):
         if value_padding_mask is not None:
             value = value.masked_fill(value_padding_mask[..., None], 0.0)
         value = value.view(batch, -1, self.n_heads, self.d_model // self.n_heads)
-        offsets = self.sampling_offsets(query).view(
-            batch, num_queries, self.n_heads, self.n_levels, self.n_points, 2)
-        weights = self.attention_weights(query).view(batch, num_queries, self.n_heads, self.n_levels * self.n_points)
-        weights = weights.softmax(-1).view(batch, num_queries, self.n_heads, self.n_levels, self.n_points)
-        if reference_points.shape[-1] == 2:
-            # offsets are in pixels of each level: divide by (W_l, H_l)
-            normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)
-            locations = (reference_points[:, :, None, :, None, :]
-                         + offsets / normalizer[None, None, None, :, None, :])
-        elif reference_points.shape[-1] == 4:
-            locations = (reference_points[:, :, None, :, None, :2]
-                         + offsets / self.n_points * reference_points[:, :, None, :, None, 2:] * 0.5)
-        else:
-            raise ValueError(f"reference_points must end in 2 or 4 values, got shape {tuple(reference_points.shape)}")
+        offsets = self.sampling_offsets(query)  # [B, Lq, heads * levels * points * 2]
+        weights = softmax_over_points(self.attention_weights(query), self.n_levels * self.n_points).view(
+            batch, num_queries, self.n_heads, self.n_levels, self.n_points)
+        locations = sampling_locations(reference_points, offsets, spatial_shapes, self.n_heads, self.n_points)
         output = ms_deform_attn(value, spatial_shapes, level_start_index, locations, weights, impl=self.impl)
         return self.output_proj(output)

@@ -11,6 +11,7 @@ from assignlab.ops.msda_reference import ms_deform_attn_reference
 
 IMPLS = ("auto", "cpp", "cuda", "reference")
 COMPILED_DTYPES = (torch.float32, torch.float64)
+LOW_PRECISION_DTYPES = (torch.float16, torch.bfloat16)
 
 _warned_fallback = False
 
@@ -35,16 +36,22 @@ def ms_deform_attn(
         attention_weights: [N, Q, M, L, P].
         impl: "cpp" (compiled CPU kernels), "cuda" (compiled CUDA kernels), "reference" (grid_sample),
             or "auto": the compiled kernel for the tensors' device, falling back to the reference (with
-            one warning per process) if it cannot be built, and for dtypes the kernels lack
-            (float16/bfloat16) or other devices.
+            one warning per process) if it cannot be built, or on other devices.
     Returns:
-        [N, Q, M * D]
+        [N, Q, M * D] in value's dtype. Mixed precision (autocast): when value, sampling_locations or
+        attention_weights is float16/bfloat16, all three are computed in float32 (sampling locations
+        need its precision; the kernels accumulate in it) and the output is cast to value's dtype.
     Raises:
         TypeError / ValueError for inputs that disagree (see ``check_msda_inputs``); RuntimeError when
         ``impl`` names a compiled kernel that cannot be built.
     """
     if impl not in IMPLS:
         raise ValueError(f"ms_deform_attn: impl must be one of {IMPLS}, got {impl!r}")
+    if _has_low_precision(value, sampling_locations, attention_weights):
+        with torch.autocast(value.device.type, enabled=False):
+            output = ms_deform_attn(value.float(), spatial_shapes, level_start_index, sampling_locations.float(),
+                                    attention_weights.float(), impl)
+        return output.to(value.dtype)
     inputs = check_msda_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     device_type = inputs[0].device.type
     if impl == "reference":
@@ -65,6 +72,13 @@ def ms_deform_attn(
         raise TypeError(f"ms_deform_attn: impl={impl!r} supports float32 and float64, got {inputs[0].dtype}")
     msda_library.load(device_type)
     return torch.ops.assignlab_msda.ms_deform_attn(*inputs)
+
+
+def _has_low_precision(*tensors) -> bool:
+    """True when every argument is a floating tensor and one of them is float16/bfloat16 (anything
+    else is left to ``check_msda_inputs``, which names the bad argument)."""
+    return (all(isinstance(t, torch.Tensor) and t.is_floating_point() for t in tensors)
+            and any(t.dtype in LOW_PRECISION_DTYPES for t in tensors))
 
 
 def _warn_fallback(device_type: str, error: RuntimeError) -> None:
