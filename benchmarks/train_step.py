@@ -1,6 +1,6 @@
 """Training speed of the detector against the outside world, measured in one run.
 
-    python benchmarks/train_step.py [--shape cpu|paper-width|both] [--steps 8] [--threads 1]
+    python benchmarks/train_step.py [--shape cpu|paper-width|both] [--steps 8] [--threads 1] [--op-bound]
 
 For each shape it trains on the same synthetic batches, with the engine's own step (forward
 under the precision's autocast, loss in float32, backward, gradient clipping, fused AdamW):
@@ -16,6 +16,10 @@ training image counted by ``torch.utils.flop_counter`` (forward and backward), a
 this machine's fp32 and bf16 matmul peaks (a large square ``torch.mm`` timed in the same run) that
 the step reaches. Compiled variants report their compilation time (the first steps) separately; a
 run's wall time includes it once.
+
+``--op-bound`` adds two rows: eager fp32 with the deformable-attention op replaced by its PyTorch
+reference (``grid_sample``), and by a stand-in of almost no cost; the ratio of the latter to the
+former bounds what any kernel for the op can gain at that shape (Amdahl).
 
 Shapes: ``cpu`` is the study's preset (160 px, d 64, 3+3 layers, 100 queries, batch 4);
 ``paper-width`` has DETA's transformer width (d 256, FFN 1024, 6+6 layers, 300 queries) at 256 px
@@ -158,6 +162,30 @@ def hf_deta_step(cfg):
     return step, sum(p.numel() for p in model.parameters())
 
 
+def attention_free_op(value, spatial_shapes, level_start_index, sampling_locations, attention_weights, impl="auto"):
+    """A stand-in with the op's shapes and gradients that costs almost nothing."""
+    n, q = sampling_locations.shape[:2]
+    heads, channels = value.shape[2:]
+    per_head = attention_weights.sum((3, 4)) + sampling_locations.sum((3, 4, 5))  # [N, Q, M]
+    pooled = value.mean(1)  # [N, M, D]
+    return (per_head[..., None] + pooled[:, None]).reshape(n, q, heads * channels)
+
+
+@contextlib.contextmanager
+def attention_op(kind: str):
+    """The model's deformable-attention op as "reference" (grid_sample) or "free" (``attention_free_op``)."""
+    import assignlab.models.ms_deform_attn as attention_module
+    from assignlab.ops.msda_reference import ms_deform_attn_reference
+
+    kernel = attention_module.ms_deform_attn
+    attention_module.ms_deform_attn = (
+        (lambda *inputs, impl="auto": ms_deform_attn_reference(*inputs)) if kind == "reference" else attention_free_op)
+    try:
+        yield
+    finally:
+        attention_module.ms_deform_attn = kernel
+
+
 def counted_gflop_per_image(cfg, batch) -> float:
     """Matmul and convolution GFLOP of one forward + backward, per image (flop_counter)."""
     torch.manual_seed(0)
@@ -181,7 +209,8 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -
     return 2 * size ** 3 / best / 1e9
 
 
-def benchmark_shape(name: str, steps: int, variants: list[str], with_anchor: bool, peaks: dict) -> None:
+def benchmark_shape(name: str, steps: int, variants: list[str], with_anchor: bool, peaks: dict,
+                    op_bound: bool = False) -> None:
     cfg = preset("cpu").override({**SHAPES[name], "model.num_classes": 10})
     batches = synthetic_batches(cfg, 4)
     batch = cfg.train.batch_size
@@ -215,6 +244,16 @@ def benchmark_shape(name: str, steps: int, variants: list[str], with_anchor: boo
             parts.append(f"first 2 steps {first:.1f} s (compilation)")
         print("   ".join(parts))
         sys.stdout.flush()
+    if op_bound:
+        for kind, label in (("reference", "eager fp32, reference op"), ("free", "eager fp32, op of zero cost")):
+            with attention_op(kind):
+                _, seconds = timed_steps(our_step(cfg, "fp32", False), batches, steps)
+            rates[label] = batch / seconds
+            print(f"  {'ours, ' + label:36s} {rates[label]:7.2f} img/s")
+        print(f"  compiled op / reference op: {rates['eager fp32'] / rates['eager fp32, reference op']:.2f}x; "
+              f"bound (op of zero cost / reference op): "
+              f"{rates['eager fp32, op of zero cost'] / rates['eager fp32, reference op']:.2f}x"
+              if "eager fp32" in rates else "")
 
 
 def main() -> None:
@@ -225,6 +264,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all)")
     parser.add_argument("--no-anchor", action="store_true", help="skip transformers' DETA")
+    parser.add_argument("--op-bound", action="store_true",
+                        help="also time the model with the reference op and with an op of zero cost")
     args = parser.parse_args()
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
@@ -235,7 +276,7 @@ def main() -> None:
     print(f"threads {torch.get_num_threads()}; matmul peaks (2048^2 torch.mm): fp32 {peaks['fp32']:.0f} GFLOP/s, "
           f"bf16 {peaks['bf16']:.0f} GFLOP/s ({peaks['bf16'] / peaks['fp32']:.1f}x)")
     for name in (list(SHAPES) if args.shape == "both" else [args.shape]):
-        benchmark_shape(name, args.steps, variants, not args.no_anchor, peaks)
+        benchmark_shape(name, args.steps, variants, not args.no_anchor, peaks, args.op_bound)
 
 
 if __name__ == "__main__":

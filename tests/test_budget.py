@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from assignlab.study.budget import budget_table, estimate_seconds, finished_run_times
+from assignlab.study.budget import budget_table, estimate_seconds, finished_run_times, main, measured_speed
 from assignlab.study.run.plan import plan_runs
 
 
@@ -56,3 +56,20 @@ def test_a_result_without_wall_time_is_named(tmp_path):
     (tmp_path / "runs" / "t" / "abc-s0.json").write_text(json.dumps({"config": {}}))
     with pytest.raises(ValueError, match="abc-s0.json"):
         finished_run_times(tmp_path)
+
+
+def test_reruns_scale_the_whole_study_by_their_median_speed(tmp_path, capsys):
+    runs = plan_runs("deta_table1", "cpu")
+    for run, minutes in zip(runs[:3], (6, 8, 10)):
+        _write_result(tmp_path / "results" / "runs" / "deta_table1", run, minutes * 60)
+    for run, minutes in zip(runs[:2], (3, 2)):  # ratios 0.5 and 0.25; the third run was not rerun
+        _write_result(tmp_path / "rerun" / "runs" / "deta_table1", run, minutes * 60)
+    _write_result(tmp_path / "rerun" / "runs" / "other", runs[5], 60)  # no committed run: ignored
+    ratio, count = measured_speed(tmp_path / "results", [tmp_path / "rerun"])
+    assert (ratio, count) == (pytest.approx(0.375), 2)
+    total = budget_table(tmp_path / "results", "cpu").iloc[-1]
+    assert main([str(tmp_path / "results"), "--measured", str(tmp_path / "rerun"), "--cores", "2"]) == 0
+    whole = (total.hours_spent + total.hours_left_estimate) * 0.375
+    assert f"2 rerun(s) took 0.38x the committed wall time (median): the whole study at that speed is about " \
+           f"{whole:.1f} one-core hours, {whole / 2:.1f} h on 2 cores" in capsys.readouterr().out
+    assert measured_speed(tmp_path / "results", [tmp_path / "nothing"]) == (pytest.approx(float("nan"), nan_ok=True), 0)

@@ -42,6 +42,7 @@ from assignlab.engine.loop import (
 )
 from assignlab.engine.execution import check_precision, maybe_compile
 from assignlab.engine.files import CHECKPOINT_NAME, LOG_NAME, RESULT_NAME
+from assignlab.engine.machine import machine_info
 from assignlab.engine.optim import build_optimizer
 from assignlab.jsonio import read_json, write_atomically, write_json_atomic
 from assignlab.losses.criterion import Criterion, check_objective
@@ -276,6 +277,7 @@ def train_run(
         "device": device,
         "threads": torch.get_num_threads(),
         "versions": software_versions(),
+        "machine": machine_info(device),
         "git_commit": commit,
         "git_diff": source.record() if source is not None else None,
     }

@@ -8,7 +8,12 @@ schedule length (epochs) and encoder and decoder depth; with none of that depth 
 same base and schedule; with none of those, at the median time per epoch of that base (else of all
 finished runs) times its epochs. A run paused while it trained counts with its pause.
 
-    python -m assignlab.study.budget results [--profile cpu] [--cores 2]
+With ``--measured DIR`` (a results folder of reruns, e.g. ``study verify``'s scratch
+``work-cache/verify/<table>/results``), it also scales the whole study by the median ratio of the
+reruns' wall times to the committed ones of the same run ids: what the study would take on the
+machine and code that made the reruns.
+
+    python -m assignlab.study.budget results [--profile cpu] [--cores 2] [--measured DIR ...]
 """
 from __future__ import annotations
 
@@ -86,6 +91,18 @@ def budget_table(results_dir: str | Path = "results", profile: str = "cpu") -> p
     return pd.concat([table, pd.DataFrame([total])], ignore_index=True).astype({"runs": int, "finished": int})
 
 
+def measured_speed(results_dir: str | Path, measured_dirs: list[str | Path]) -> tuple[float, int]:
+    """(median over the reruns in ``measured_dirs`` of rerun wall time / committed wall time of the
+    same run id, number of such reruns); (NaN, 0) when no rerun matches a committed run."""
+    committed = finished_run_times(results_dir).set_index("run_id")["wall_time_s"]
+    reruns = pd.concat([finished_run_times(folder) for folder in measured_dirs], ignore_index=True)
+    reruns = reruns[reruns["run_id"].isin(committed.index)]
+    if reruns.empty:
+        return float("nan"), 0
+    ratios = reruns["wall_time_s"].to_numpy() / committed.loc[reruns["run_id"]].to_numpy()
+    return float(pd.Series(ratios).median()), len(ratios)
+
+
 def _estimate_run_seconds(times: pd.DataFrame, run: PlannedRun) -> float:
     model = run.config.model
     return estimate_seconds(times, model.base, run.config.train.epochs, (model.enc_layers, model.dec_layers))
@@ -96,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results_dir", nargs="?", default="results")
     parser.add_argument("--profile", default="cpu")
     parser.add_argument("--cores", type=int, default=2, help="runs in parallel, for the wall-clock lines")
+    parser.add_argument("--measured", action="append", default=[], metavar="DIR",
+                        help="a results folder of reruns of committed runs (repeatable): scale the study by "
+                             "their wall times")
     args = parser.parse_args(argv)
     table = budget_table(args.results_dir, args.profile)
     print(table.to_string(index=False, float_format=lambda x: f"{x:.2f}"))
@@ -103,6 +123,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one-core hours: {total.hours_spent:.2f} spent, about {total.hours_left_estimate:.2f} left; "
           f"on {args.cores} cores: {total.hours_spent / args.cores:.2f} h spent, "
           f"about {total.hours_left_estimate / args.cores:.2f} h left")
+    if args.measured:
+        ratio, count = measured_speed(args.results_dir, args.measured)
+        if count == 0:
+            print(f"no run in {', '.join(args.measured)} is a rerun of a committed run: nothing to scale by")
+            return 0
+        whole = (total.hours_spent + total.hours_left_estimate) * ratio
+        print(f"{count} rerun(s) took {ratio:.2f}x the committed wall time (median): the whole study at that speed "
+              f"is about {whole:.1f} one-core hours, {whole / args.cores:.1f} h on {args.cores} cores")
     return 0
 
 

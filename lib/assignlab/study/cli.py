@@ -6,6 +6,7 @@
     python -m assignlab study run --table deta_table1 --profile paper --executor slurm --slurm-config slurm.yaml
     python -m assignlab study status --table deta_table5 --profile cpu
     python -m assignlab study aggregate --table deta_table1 --profile cpu   # tables only, no training
+    python -m assignlab study verify --table deta_table1 --rows all --seeds 0 --save   # rerun, compare
 """
 from __future__ import annotations
 
@@ -44,6 +45,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                 help="JSON/YAML slurm settings (default: $ASSIGNLAB_SLURM_CONFIG and "
                                      "ASSIGNLAB_SLURM_* variables; see the README, 'Running the study on a Slurm cluster')")
             action.add_argument("--device", default="cpu")
+    verify = sub.add_parser("verify", help="retrain committed runs of a table in a scratch folder and compare "
+                                           "them with the committed results (tolerance: 2 SD of the row's seeds)")
+    verify.add_argument("--table", required=True, help="table name (see `study list`)")
+    verify.add_argument("--rows", default="all", help="all, first, or comma-separated row labels (default: all)")
+    verify.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    verify.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+    verify.add_argument("--workers", type=int, default=2, help="parallel runs")
+    verify.add_argument("--threads", type=int, default=None, help="torch threads per worker")
+    verify.add_argument("--results-dir", default="results", help="the committed results")
+    verify.add_argument("--scratch", default=None, help="where the reruns go (default: work-cache/verify/<table>)")
+    verify.add_argument("--save", action="store_true", help="write results/verify/<table>-<machine>.csv")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
                            for p in PROFILES)
         print(f"distinct runs over all tables ({unique})")
         return 0
+    if args.action == "verify":
+        return verify(args)
     unknown = [name for name in args.tables if name not in TABLES]
     if unknown:  # before any training
         print(f"error: unknown table(s) {', '.join(unknown)} (see `python -m assignlab study list`)", file=sys.stderr)
@@ -92,6 +106,22 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"tables with failed runs: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def verify(args: argparse.Namespace) -> int:
+    """``study verify``: 0 when every rerun is within seed noise (or has no spread), 1 otherwise."""
+    from assignlab.study.tables.catalogue import TABLES
+    from assignlab.study.report.verification import print_report
+    from assignlab.study.verify import verify_table
+
+    if args.table not in TABLES:
+        print(f"error: unknown table {args.table} (see `python -m assignlab study list`)", file=sys.stderr)
+        return 2
+    comparison, saved = verify_table(args.table, rows=args.rows, seeds=args.seeds, profile=args.profile,
+                                     workers=args.workers, threads_per_worker=args.threads,
+                                     results_dir=args.results_dir, scratch=args.scratch, save=args.save)
+    print_report(comparison, saved)
+    return 1 if (comparison["verdict"] == "outside").any() else 0
 
 
 def print_status(table: str, args: argparse.Namespace) -> None:

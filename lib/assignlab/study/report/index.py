@@ -10,6 +10,7 @@ from assignlab.paths import in_project
 from assignlab.study.budget import budget_table
 from assignlab.study.report.aggregate import to_markdown
 from assignlab.study.report.study_claims import study_markdown, write_study_claims
+from assignlab.study.report.verification import saved_verification_lines
 from assignlab.study.run.plan import plan_runs
 from assignlab.study.tables.beyond import notebook_name
 from assignlab.study.tables.catalogue import TABLES
@@ -25,6 +26,16 @@ EXTRA_TABLES = {"deta_table2": "DETA Table 2: inference time per module (runtime
                 "released_topk_behaviour": "How often DETA's released top-K fires (released_topk.ipynb)",
                 "released_kcap_behaviour": "How often Align-DETR's released k cap fires (released_kcap.ipynb)"}
 EXTRA_FIGURES = {"deta_figure3": "DETA Figure 3: matched and confident-background predictions per method"}
+VERIFY_YOURSELF = """## Verify it yourself
+
+`python -m assignlab study verify --table deta_table1 --rows all --seeds 0 --save` retrains the
+table's runs of seed 0 (one per row) in a scratch folder (`work-cache/verify/deta_table1`; nothing
+under `results/runs/` is touched), compares each with its committed result, and writes
+`results/verify/<table>-<machine>.csv`. A rerun reproduces within seed noise when its AP is within
+2 SD of the committed AP, SD being the spread of the committed seeds of its row. On a machine of
+the project's kind the three runs take about 20 minutes on 2 cores. Saved verifications:
+"""
+
 READING_VERDICTS = """## Reading a verdict
 
 Each claim is a contrast d of rows (e.g. AP of DETA minus AP of Hungarian), computed per seed and
@@ -134,6 +145,7 @@ def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> st
               "(`python -m assignlab.study.budget`; a run shared by tables counts once, for the first; wall "
               "times include any pause of a run).", "",
               to_markdown(budget_table(root, profile), digits=2)]
+    parts += ["", VERIFY_YOURSELF.strip(), ""] + (saved_verification_lines(root) or ["(none saved yet)"])
     parts += ["", READING_VERDICTS.strip()]
     parts += ["", "## Other tables and figures", ""]
     for name, title in EXTRA_TABLES.items():
