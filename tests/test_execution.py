@@ -101,6 +101,7 @@ def test_compile_failure_warns_once_and_runs_eagerly(monkeypatch):
         warnings.simplefilter("error")
         assert torch.equal(wrapped(x), x @ linear.weight.T + linear.bias)  # eager now, no second warning
     assert list(wrapped.state_dict()) == ["weight", "bias"]  # checkpoints keep the model's keys
+    wrapped.load_state_dict(linear.state_dict())
     assert wrapped.in_features == 3  # the model's own attributes show through
 
 
@@ -130,9 +131,9 @@ def test_compiled_smoke_model_matches_eager(tmp_path):
     torch.manual_seed(0)
     model = build_model(cfg.model).train()
     criterion = Criterion.from_config(cfg)
-    compiled = CompiledForward(model)
-    eager_loss = criterion(model(images, mask), targets)["loss"]
+    eager_loss = criterion(model(images, mask), targets)["loss"]  # before the regions are compiled in place
     eager_grads = torch.autograd.grad(eager_loss, list(model.parameters()), allow_unused=True)
+    compiled = CompiledForward(model)
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)  # no fallback
         compiled_loss = criterion(compiled(images, mask), targets)["loss"]

@@ -3,6 +3,7 @@ the row's seeds; the machine recorded in run files."""
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from assignlab.cli import entry_point
@@ -43,8 +44,9 @@ def test_a_rerun_on_the_same_machine_agrees_and_touches_nothing_committed(commit
     assert saved.is_file()
     after = _files(committed)
     assert {k: v for k, v in after.items() if k.parts[0] != "verify"} == before  # results/runs untouched
-    line = saved.read_text().splitlines()[1]
-    assert ",0.0000," in line and "within seed noise" in line  # same code, seed, threads, machine: same AP
+    saved_table = pd.read_csv(saved)
+    # same code, seed, threads and machine: the same AP
+    assert saved_table["delta_AP"].tolist() == [0.0] and saved_table["verdict"].tolist() == ["within seed noise"]
     index = build_index(committed, profile="smoke")
     assert f"[{saved.name}](verify/{saved.name}): {TABLE}: the committed results reproduce" in index
 
@@ -78,6 +80,21 @@ def test_a_run_without_a_committed_result_is_an_error_before_training(tmp_path, 
     assert not (tmp_path / "work-cache" / "verify").exists()
     with pytest.raises(ValueError, match="has no row"):
         chosen_spec(TABLE, "no such row")
+
+
+def test_a_scratch_folder_over_committed_results_or_the_cache_is_refused(committed, tmp_path):
+    for scratch in (tmp_path, tmp_path / "work-cache", tmp_path / "results" / "x"):
+        with pytest.raises(ValueError, match="overlaps"):
+            verify_table(TABLE, rows="first", seeds=0, profile="smoke", results_dir=committed, scratch=scratch,
+                         progress=False)
+    assert not list((tmp_path / "results" / "x").glob("*"))
+
+
+def test_rows_are_chosen_by_label_even_with_commas():
+    label = "IoU assignment + NMS, K=4"
+    assert [row.label for row in chosen_spec(TABLE, label).rows] == [label]
+    both = chosen_spec(TABLE, f"Hungarian; {label}")
+    assert [row.label for row in both.rows] == ["Hungarian", label]
 
 
 def test_new_run_files_name_their_machine(committed):

@@ -55,8 +55,10 @@ class CompiledForward(nn.Module):
     Regions rather than the whole model: proposal selection, NMS and input validation depend on
     the data and would split a whole-model graph into many; the backbone and each encoder and
     decoder layer have static shapes and compile whole. Compilation is in place (``nn.Module.compile``),
-    so parameter names and checkpoints are unchanged. It happens at the first call (and again for
-    each new input shape).
+    so parameter names and checkpoints are unchanged, and the wrapped model runs compiled wherever
+    it is called (evaluation too). It happens at the first call (and again for each new input
+    shape); the fallback covers failures in the forward, where dynamo and inductor compile it (the
+    backward graph is compiled then too, but lazily: a failure there surfaces in ``backward()``).
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -70,11 +72,13 @@ class CompiledForward(nn.Module):
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         if not self._eager:
+            rng = torch.get_rng_state()  # the eager retry draws what the failed attempt drew
             try:
                 return self.module(*args, **kwargs)
             except Exception as error:  # noqa: BLE001 - any compiler failure means: run eagerly
                 if not _is_compile_failure(error):
                     raise
+                torch.set_rng_state(rng)
                 self._eager = True
                 for region in self.regions:
                     region._compiled_call_impl = None  # undo nn.Module.compile
@@ -85,6 +89,9 @@ class CompiledForward(nn.Module):
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict:
         return self.module.state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        return self.module.load_state_dict(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:  # the wrapped model's attributes (e.g. ``takes_targets``)
         try:
@@ -116,9 +123,11 @@ def _load_deformable_attention(model: nn.Module) -> None:
 
 
 def _is_compile_failure(error: Exception) -> bool:
-    """Errors raised by dynamo/inductor (missing compiler, unsupported construct), not by the model."""
-    return type(error).__module__.startswith(("torch._dynamo", "torch._inductor")) or isinstance(
-        error, (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.Unsupported))
+    """Errors raised by dynamo/inductor (missing compiler, unsupported construct), not by the model
+    (dynamo's ``TorchRuntimeError`` wraps an error of the model's own operations)."""
+    if isinstance(error, torch._dynamo.exc.TorchRuntimeError):
+        return False
+    return type(error).__module__.startswith(("torch._dynamo", "torch._inductor"))
 
 
 def maybe_compile(model: nn.Module, enabled: bool) -> nn.Module:

@@ -202,7 +202,9 @@ def train_run(
     checkpoint_path = out / CHECKPOINT_NAME
     if checkpoint_path.exists():
         state = load_checkpoint(checkpoint_path)
-        if experiment_of(state["config"]) != experiment_of(cfg.to_dict()) or state["seed"] != seed:
+        # through Config, so that a checkpoint written before a field existed gets its default
+        if experiment_of(Config.from_dict(state["config"]).to_dict()) != experiment_of(cfg.to_dict()) \
+                or state["seed"] != seed:
             raise ValueError(f"{checkpoint_path} belongs to another config or seed; use a new --out folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
