@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from assignlab.ops import msda_library
+from assignlab.ops.msda import LOW_PRECISION_DTYPES
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 
@@ -40,7 +41,7 @@ def in_float32(outputs: Any) -> Any:
     """``outputs`` (nested dicts, lists, tuples of tensors) with every low-precision floating tensor
     cast to float32, so that the loss and the assignment see full-precision predictions."""
     if isinstance(outputs, torch.Tensor):
-        return outputs.float() if outputs.dtype in (torch.float16, torch.bfloat16) else outputs
+        return outputs.float() if outputs.dtype in LOW_PRECISION_DTYPES else outputs
     if isinstance(outputs, dict):
         return {key: in_float32(value) for key, value in outputs.items()}
     if isinstance(outputs, (list, tuple)):

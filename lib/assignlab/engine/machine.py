@@ -6,6 +6,7 @@ slightly different ones on another (README, "Determinism").
 """
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import re
@@ -19,6 +20,7 @@ import torch
 NOTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
+@functools.lru_cache(maxsize=1)
 def _first_cpu() -> dict[str, str]:
     """The fields of the first processor in ``/proc/cpuinfo`` (empty where there is none)."""
     cpuinfo = Path("/proc/cpuinfo")

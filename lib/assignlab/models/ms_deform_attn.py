@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from assignlab.ops.msda import ms_deform_attn
+from assignlab.ops.msda import LOW_PRECISION_DTYPES, ms_deform_attn
 
 
 def softmax_over_points(logits: torch.Tensor, points: int) -> torch.Tensor:
@@ -44,7 +44,7 @@ def sampling_locations(reference_points: torch.Tensor, offsets: torch.Tensor, sp
     # sides: elementwise the same arithmetic as broadcasting [B, Lq, 1, L, 1, 2] into
     # [B, Lq, heads, L, P, 2], but vectorised (4x faster forward and backward on the CPU).
     offsets = offsets.view(batch, num_queries, n_heads, -1)
-    if offsets.dtype in (torch.float16, torch.bfloat16):  # autocast: locations in float32 all the same
+    if offsets.dtype in LOW_PRECISION_DTYPES:  # autocast: locations in float32 all the same
         offsets = offsets.float()
     if size == 2:
         normalizer = torch.stack([spatial_shapes[..., 1], spatial_shapes[..., 0]], -1).to(offsets.dtype)

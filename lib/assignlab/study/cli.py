@@ -74,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
                            for p in PROFILES)
         print(f"distinct runs over all tables ({unique})")
         return 0
-    if args.action == "verify":
-        return verify(args)
-    unknown = [name for name in args.tables if name not in TABLES]
+    names = [args.table] if args.action == "verify" else args.tables
+    unknown = [name for name in names if name not in TABLES]
     if unknown:  # before any training
         print(f"error: unknown table(s) {', '.join(unknown)} (see `python -m assignlab study list`)", file=sys.stderr)
         return 2
+    if args.action == "verify":
+        return verify(args)
     if args.action == "status":
         for table in args.tables:
             print_status(table, args)
@@ -113,13 +114,9 @@ def run(args: argparse.Namespace) -> int:
 def verify(args: argparse.Namespace) -> int:
     """``study verify``: 0 when no rerun is outside its tolerance (a row without two committed seeds
     has none and does not count against it), 1 otherwise."""
-    from assignlab.study.tables.catalogue import TABLES
     from assignlab.study.report.verification import print_report
     from assignlab.study.verify import verify_table
 
-    if args.table not in TABLES:
-        print(f"error: unknown table {args.table} (see `python -m assignlab study list`)", file=sys.stderr)
-        return 2
     comparison, saved = verify_table(args.table, rows=args.rows, seeds=args.seeds, profile=args.profile,
                                      workers=args.workers, threads_per_worker=args.threads,
                                      results_dir=args.results_dir, scratch=args.scratch, save=args.save)

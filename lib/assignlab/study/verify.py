@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from assignlab.engine.machine import machine_info, machine_slug
+from assignlab.engine.machine import machine_slug
 from assignlab.engine.run import git_commit
 from assignlab.paths import in_project
 from assignlab.study.report.verification import committed_record, compare
@@ -69,17 +69,17 @@ def estimated_seconds(runs: list[PlannedRun], committed: dict[str, dict], scratc
     """Committed wall time of the runs the scratch study has not finished, spread over ``workers``."""
     todo = [committed[run.run_id].get("wall_time_s", 0.0) for run in runs
             if not scratch.result_file(run.table, run.run_id).is_file()]
-    return sum(todo) / max(1, min(workers, len(todo) or 1))
+    return sum(todo) / max(1, min(workers, len(todo)))
 
 
-def warn_if_older_code(runs: list[PlannedRun], scratch: StudyPaths) -> None:
+def warn_if_older_code(reruns: dict[str, dict[str, Any]], scratch: StudyPaths) -> None:
     """Say so when a rerun kept in the scratch folder was trained by other code than the checkout's
-    (delete the folder to retrain it)."""
+    (delete the folder to retrain it). ``reruns``: the record of each run id."""
     here = git_commit()
-    for run in runs:
-        made_by = read_result(scratch.result_file(run.table, run.run_id)).get("git_commit")
+    for run_id, record in reruns.items():
+        made_by = record.get("git_commit")
         if made_by != here:
-            print(f"warning: the rerun {run.run_id} in {scratch.results_dir.parent} was trained by commit "
+            print(f"warning: the rerun {run_id} in {scratch.results_dir.parent} was trained by commit "
                   f"{made_by}, not by this checkout ({here}); delete that folder to retrain it", file=sys.stderr)
 
 
@@ -99,7 +99,6 @@ def verify_table(table: str, rows: str = "all", seeds: Any = 0, profile: str = "
     committed = {run.run_id: committed_record(committed_paths, run) for run in runs}
     paths = scratch_paths(spec.name, committed_paths, scratch)
     seconds = estimated_seconds(runs, committed, paths, workers)
-    info = machine_info()
     print(f"verify {spec.name} at {profile}: {len(runs)} run(s) ({', '.join(r.run_id for r in runs)}) into "
           f"{paths.results_dir.parent}; about {seconds / 60:.0f} min on {workers} worker(s) at the committed "
           f"runs' speed", flush=True)
@@ -108,11 +107,13 @@ def verify_table(table: str, rows: str = "all", seeds: Any = 0, profile: str = "
                        max_steps_per_epoch=max_steps_per_epoch)
     if report.failed:
         raise RuntimeError(f"{len(report.failed)} rerun(s) failed; see the logs listed above")
-    warn_if_older_code(runs, paths)
-    comparison = compare(runs, committed, committed_paths, paths, machine_slug(info))
+    reruns = {run.run_id: read_result(paths.result_file(run.table, run.run_id)) for run in runs}
+    warn_if_older_code(reruns, paths)
+    machine = machine_slug()
+    comparison = compare(runs, committed, reruns, committed_paths, machine)
     saved = None
     if save:
-        saved = committed_paths.results_dir / "verify" / f"{spec.name}-{machine_slug(info)}.csv"
+        saved = committed_paths.results_dir / "verify" / f"{spec.name}-{machine}.csv"
         saved.parent.mkdir(parents=True, exist_ok=True)
         comparison.to_csv(saved, index=False, float_format="%.4f")
     return comparison, saved

@@ -35,7 +35,7 @@ def committed_record(paths: StudyPaths, run: PlannedRun) -> dict[str, Any]:
 
 def row_spread(paths: StudyPaths, run: PlannedRun) -> float:
     """Sample SD of the committed AP over every committed seed of ``run``'s config (NaN below two)."""
-    config_hash = run.run_id.rsplit("-s", 1)[0]
+    config_hash = run.config.stable_hash()
     values = [float(read_result(path)["metrics"]["AP"])
               for path in sorted((paths.results_dir / "runs" / run.table).glob(f"{config_hash}-s*.json"))]
     return statistics.stdev(values) if len(values) >= 2 else float("nan")
@@ -46,14 +46,13 @@ def curve_of(record: dict[str, Any]) -> str:
     return " / ".join(f"e{point['epoch'] + 1} {point['AP']:.2f}" for point in record.get("curve", []) if "AP" in point)
 
 
-def compare(runs: list[PlannedRun], committed: dict[str, dict[str, Any]], committed_paths: StudyPaths,
-            scratch: StudyPaths, machine: str) -> pd.DataFrame:
+def compare(runs: list[PlannedRun], committed: dict[str, dict[str, Any]], reruns: dict[str, dict[str, Any]],
+            committed_paths: StudyPaths, machine: str) -> pd.DataFrame:
     """One line per run: committed and new AP, AP50, curves, difference, tolerance and verdict.
-    ``committed``: the committed record of each run id."""
+    ``committed``, ``reruns``: the committed and the new record of each run id."""
     lines = []
     for run in runs:
-        old = committed[run.run_id]
-        new = read_result(scratch.result_file(run.table, run.run_id))
+        old, new = committed[run.run_id], reruns[run.run_id]
         sd = row_spread(committed_paths, run)
         delta = float(new["metrics"]["AP"]) - float(old["metrics"]["AP"])
         tolerance = TOLERANCE_SDS * sd
