@@ -1,6 +1,7 @@
 """Named configurations: one per size and base detector (``build_preset``). Sizes: ``smoke``
-(tests, seconds), ``cpu`` (the laptop study), ``paper`` (DETA's released ResNet-50 1x setting,
-``paper-r50-1x``, for COCO on GPUs); bases: DETA's two-stage Deformable-DETR (the size's config
+(tests, seconds), ``cpu`` (the laptop study), ``cpu-m`` and ``cpu-l`` (the larger rungs of the
+scale ladder, ``LADDER``), ``paper`` (DETA's released ResNet-50 1x setting, ``paper-r50-1x``, for
+COCO on GPUs); bases: DETA's two-stage Deformable-DETR (the size's config
 itself), DETR-DC5, DAB-DETR and DINO (``PRESET_NAMES`` names each pair).
 
 ``preset(name)`` returns a ``Config``; variants are made with ``Config.override``.
@@ -67,6 +68,44 @@ def _cpu() -> Config:
         "train.lr_backbone": 4e-4,
         "train.eval_every": 2,
     })
+
+
+# The scale ladder (the ``scale`` table): the cpu profile's data recipe and schedule (2,000
+# synthetic training images, 5 epochs, the lr drop after the 4th) with larger models. Sized by
+# measurement on this study's machine kind (results/README.md, "The scale ladder"): rung M has the
+# papers' depth and query count at half their width, rung L their transformer width too. Both
+# train in bf16 (autocast; loss and assignment in fp32), which is 1.3x (M) and 1.8x (L) faster
+# than fp32 on a CPU with AMX; at the cpu profile it gains nothing and the profile stays fp32.
+LADDER: dict[str, dict[str, Any]] = {
+    "cpu-m": {
+        "model.hidden_dim": 128,
+        "model.dim_feedforward": 512,
+        "model.enc_layers": 6,
+        "model.dec_layers": 6,
+        "model.num_queries": 300,
+        "model.num_feature_levels": 4,
+        "model.backbone_width": 48,
+        "data.synth_image_size": 192,
+        "data.image_size": 192,
+        "train.precision": "bf16",
+    },
+    "cpu-l": {
+        "model.hidden_dim": 256,
+        "model.dim_feedforward": 1024,
+        "model.enc_layers": 6,
+        "model.dec_layers": 6,
+        "model.num_queries": 300,
+        "model.num_feature_levels": 4,
+        "model.backbone_width": 64,
+        "data.synth_image_size": 256,
+        "data.image_size": 256,
+        "train.precision": "bf16",
+    },
+}
+
+
+def _ladder_rung(size: str) -> Config:
+    return _cpu().override({**LADDER[size], "name": size})
 
 
 def _paper_r50_1x() -> Config:
@@ -144,7 +183,10 @@ _DINO = {  # contrastive denoising, mixed query selection, look-forward-twice; e
 # --------------------------------------------------------------------------- (size, base) -> preset
 TWO_STAGE = "two_stage_deformable"  # DETA's base, the default ``model.base``: a size's config as it is
 
-SIZES: dict[str, Callable[[], Config]] = {"smoke": _smoke, "cpu": _cpu, "paper": _paper_r50_1x}
+SIZES: dict[str, Callable[[], Config]] = {
+    "smoke": _smoke, "cpu": _cpu, "paper": _paper_r50_1x,
+    **{size: functools.partial(_ladder_rung, size) for size in LADDER},
+}
 
 # What each other base changes in each size's config
 BASE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
@@ -182,6 +224,8 @@ PRESET_NAMES: dict[tuple[str, str], str] = {
     ("paper", "detr_dc5"): "detr-dc5-r50", ("cpu", "detr_dc5"): "cpu-detr-dc5", ("smoke", "detr_dc5"): "smoke-detr-dc5",
     ("paper", "dab_detr"): "dab-detr-r50", ("cpu", "dab_detr"): "cpu-dab-detr", ("smoke", "dab_detr"): "smoke-dab-detr",
     ("paper", "dino"): "dino-r50-1x", ("cpu", "dino"): "cpu-dino", ("smoke", "dino"): "smoke-dino",
+    **{(size, base): size if base == TWO_STAGE else f"{size}-{base.replace('_', '-')}"
+       for size in LADDER for base in (TWO_STAGE, "detr_dc5", "dab_detr", "dino")},
 }
 
 
@@ -198,7 +242,8 @@ def build_preset(size: str, base: str = TWO_STAGE) -> Config:
     config = SIZES[size]()
     if base == TWO_STAGE:
         return config
-    return config.override(BASE_OVERRIDES[base][size]).override({"name": preset_name(size, base)})
+    base_size = "cpu" if size in LADDER else size  # a ladder rung is the cpu profile with a larger model
+    return config.override(BASE_OVERRIDES[base][base_size]).override({"name": preset_name(size, base)})
 
 
 PRESETS: dict[str, Callable[[], Config]] = {

@@ -78,12 +78,12 @@ def summarize_rows(spec: TableSpec, results: pd.DataFrame, metric: str = "AP") -
     for row in spec.rows:
         values = results.loc[results["row"] == row.label, metric].dropna()
         interval = t_interval(values)
-        paper = paper_value(spec.paper_stem, row.paper) if row.paper is not None else math.nan
+        paper = paper_value(spec.paper_stem_of(row.paper), row.paper) if row.paper is not None else math.nan
         lines.append({"row": row.label, "ours": interval.mean, "ci95": interval.half_width, "n_seeds": interval.n,
                       "paper": paper, "note": row.note})
     for row in spec.paper_only:
         lines.append({"row": row.label, "ours": math.nan, "ci95": math.nan, "n_seeds": 0,
-                      "paper": paper_value(spec.paper_stem, row.paper), "note": f"paper only: {row.note}"})
+                      "paper": paper_value(spec.paper_stem_of(row.paper), row.paper), "note": f"paper only: {row.note}"})
     return pd.DataFrame(lines, columns=["row", "ours", "ci95", "n_seeds", "paper", "note"])
 
 
@@ -155,7 +155,7 @@ def evaluate_claims(spec: TableSpec, results: pd.DataFrame, alpha: float = 0.05)
         interval = t_interval(per_seed)
         band = t_interval(per_seed, 0.90) if claim.direction == "equivalent" else None
         refs = [spec.row(r).paper for r in claim.weights]
-        paper = (sum(w * paper_value(spec.paper_stem, ref) for w, ref in zip(claim.weights.values(), refs))
+        paper = (sum(w * paper_value(spec.paper_stem_of(ref), ref) for w, ref in zip(claim.weights.values(), refs))
                  if all(ref is not None for ref in refs) else math.nan)
         test = deciding_test(per_seed, claim.direction, claim.margin)
         intervals.append(interval)

@@ -20,10 +20,12 @@ from assignlab.study.tables.profiles import TABLE_SEEDS, get_profile
 @dataclass(frozen=True)
 class PaperRef:
     """Where a row's number is in the paper's table: the CSV row whose columns equal ``match``
-    (compared as numbers where both parse), and the column holding the number."""
+    (compared as numbers where both parse), and the column holding the number. ``table``: the
+    paper CSV's stem, where it is not the study table's own (a table of rows from several)."""
 
     match: Mapping[str, str]
     column: str = "AP"
+    table: str | None = None
 
 
 def paper_ref(column: str = "AP", **match: Any) -> PaperRef:
@@ -116,6 +118,10 @@ class TableSpec:
     @property
     def paper_stem(self) -> str:
         return self.paper_file or self.name
+
+    def paper_stem_of(self, ref: PaperRef) -> str:
+        """The paper CSV holding ``ref``'s number."""
+        return ref.table or self.paper_stem
 
     def row(self, label: str) -> RowSpec:
         for row in self.rows:
