@@ -1,6 +1,6 @@
 """Training speed of the detector against the outside world, measured in one run.
 
-    python benchmarks/train_step.py [--shape cpu|paper-width|both] [--steps 8] [--threads 1] [--op-bound]
+    python benchmarks/train_step.py [--shape cpu|paper-width|both|cpu-m|cpu-l] [--steps 8] [--threads 1] [--op-bound]
 
 For each shape it trains on the same synthetic batches, with the engine's own step (forward
 under the precision's autocast, loss in float32, backward, gradient clipping, fused AdamW):
@@ -23,7 +23,8 @@ former bounds what any kernel for the op can gain at that shape (Amdahl).
 
 Shapes: ``cpu`` is the study's preset (160 px, d 64, 3+3 layers, 100 queries, batch 4);
 ``paper-width`` has DETA's transformer width (d 256, FFN 1024, 6+6 layers, 300 queries) at 256 px
-with a backbone of width 64, batch 4.
+with a backbone of width 64, batch 4. ``cpu-m`` and ``cpu-l`` are the scale ladder's rungs M and L
+(``assignlab.presets.LADDER``; the study trains them in bf16).
 """
 from __future__ import annotations
 
@@ -35,17 +36,13 @@ import time
 import warnings
 
 import torch
-from PIL import Image
-from torch.utils.flop_counter import FlopCounterMode
 
-from assignlab.data.collate import collate_detection
-from assignlab.data.synthetic import render_image
-from assignlab.data.transforms import DetectionTransform
+from assignlab.engine.compute import parameter_count, synthetic_batches, training_gflop_per_image
 from assignlab.engine.execution import autocast_for, in_float32, maybe_compile
 from assignlab.engine.optim import build_optimizer
 from assignlab.losses.criterion import Criterion
 from assignlab.models.build import build_model
-from assignlab.presets import preset
+from assignlab.presets import LADDER, preset
 
 SHAPES = {
     "cpu": {},
@@ -53,26 +50,11 @@ SHAPES = {
                     "model.dec_layers": 6, "model.num_queries": 300, "model.backbone_width": 64,
                     "data.image_size": 256, "data.synth_image_size": 256},
 }
+# the scale ladder's larger rungs (assignlab.presets.LADDER), each variant at its own precision
+LADDER_SHAPES = {size: {k: v for k, v in overrides.items() if k != "train.precision"} for size, overrides in LADDER.items()}
+ALL_SHAPES = {**SHAPES, **LADDER_SHAPES}
 VARIANTS = {"eager fp32": ("fp32", False), "compiled fp32": ("fp32", True),
             "bf16": ("bf16", False), "compiled bf16": ("bf16", True)}
-
-
-def synthetic_batches(cfg, count: int) -> list:
-    """``count`` training batches drawn from the synthetic generator (no files written)."""
-    transform = DetectionTransform(cfg.data.train_transform, train=True, image_size=cfg.data.image_size)
-    batches = []
-    for b in range(count):
-        items = []
-        for i in range(cfg.train.batch_size):
-            pixels, objects = render_image(seed=123, index=b * cfg.train.batch_size + i, size=cfg.data.synth_image_size)
-            boxes = torch.tensor([o["bbox"] for o in objects], dtype=torch.float32).reshape(-1, 4)
-            boxes[:, 2:] += boxes[:, :2]
-            labels = torch.tensor([o["category_id"] - 1 for o in objects])
-            image, target = transform(Image.fromarray(pixels), {"boxes": boxes, "labels": labels})
-            target["orig_size"] = torch.tensor(image.shape[-2:])
-            items.append((image, target))
-        batches.append(collate_detection(items))
-    return batches
 
 
 def timed_steps(step, batches, steps: int, warmup: int = 2) -> tuple[float, float]:
@@ -186,17 +168,6 @@ def attention_op(kind: str):
         attention_module.ms_deform_attn = kernel
 
 
-def counted_gflop_per_image(cfg, batch) -> float:
-    """Matmul and convolution GFLOP of one forward + backward, per image (flop_counter)."""
-    torch.manual_seed(0)
-    model = build_model(cfg.model).train()
-    criterion = Criterion.from_config(cfg)
-    images, mask, targets = batch
-    with FlopCounterMode(display=False) as counter:
-        criterion(model(images, mask), targets)["loss"].backward()
-    return counter.get_total_flops() / 1e9 / images.shape[0]
-
-
 def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
     """GFLOP/s of a square ``torch.mm`` in ``dtype`` on this machine, with the current thread count."""
     a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
@@ -211,11 +182,11 @@ def matmul_peak_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -
 
 def benchmark_shape(name: str, steps: int, variants: list[str], with_anchor: bool, peaks: dict,
                     op_bound: bool = False) -> None:
-    cfg = preset("cpu").override({**SHAPES[name], "model.num_classes": 10})
+    cfg = preset("cpu").override({**ALL_SHAPES[name], "model.num_classes": 10})
     batches = synthetic_batches(cfg, 4)
     batch = cfg.train.batch_size
-    params = sum(p.numel() for p in build_model(cfg.model).parameters())
-    gflop = counted_gflop_per_image(cfg, batches[0])
+    params = parameter_count(cfg)
+    gflop = training_gflop_per_image(cfg, batches[0])
     print(f"\n{name}: {cfg.data.image_size} px, d {cfg.model.hidden_dim}, FFN {cfg.model.dim_feedforward}, "
           f"{cfg.model.enc_layers}+{cfg.model.dec_layers} layers, {cfg.model.num_queries} queries, batch {batch}, "
           f"{params / 1e6:.2f}M parameters, {gflop:.2f} GFLOP per training image (counted), median of {steps} steps")
@@ -258,7 +229,8 @@ def benchmark_shape(name: str, steps: int, variants: list[str], with_anchor: boo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--shape", choices=[*SHAPES, "both"], default="both")
+    parser.add_argument("--shape", choices=[*ALL_SHAPES, "both"], default="both",
+                        help="both: cpu and paper-width; cpu-m, cpu-l: the scale ladder's rungs")
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--variants", default=",".join(VARIANTS),

@@ -69,6 +69,15 @@ def test_table_notebook_runs_at_the_smoke_profile(name, workspace):
     for companion in COMPANION_BEHAVIOURS.get(name, ()):  # measured in the same runs
         rates = pd.read_csv(workspace / "results" / "tables" / f"{name}_behaviour_{companion}.csv")
         assert {"enc", "dec0"} <= set(rates["output"]) and rates["images_mean"].between(0, 1).all()
+    if name == "scale":  # a one-rung ladder at the smoke profile: per claim its d, no trend
+        ladder = pd.read_csv(workspace / "results" / "tables" / "scale_ladder.csv")
+        assert len(ladder) == len(TABLES[name].claims) and set(ladder["rung"]) == {"S"}
+        assert (ladder["n_seeds"] == 1).all() and (ladder["gflop"] > 0).all()
+        trends = pd.read_csv(workspace / "results" / "tables" / "scale_ladder_trend.csv")
+        assert (trends["verdict"] == "no trend (one rung)").all()
+        bases = pd.read_csv(workspace / "results" / "tables" / "scale_ladder_bases.csv")
+        assert list(bases["row"]) == [row.label for row in TABLES["scale_bases"].rows] and (bases["n_seeds"] == 1).all()
+        assert (workspace / "results" / "figures" / "scale_ladder.png").exists()
     if name == "alignment_evidence":
         summary = pd.read_csv(workspace / "results" / "tables" / "alignment_evidence_alignment.csv")
         assert len(summary) == len(TABLES[name].rows) * len(ALIGNMENT_METRICS)

@@ -8,7 +8,7 @@ from assignlab.cli import main as cli_main
 def notebook_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notebooks").mkdir()
-    for stem in ("quickstart", "deta_table1", "align_table2", "_draft"):
+    for stem in ("quickstart", "deta_table1", "align_table2", "_draft", "scale"):
         (tmp_path / "notebooks" / f"{stem}.ipynb").write_text("{}")
     executed = []
     monkeypatch.setattr("assignlab.reproduce.execute_notebook",
@@ -30,3 +30,11 @@ def test_unknown_only_name_fails_before_any_notebook_runs(notebook_folder):
 def test_notebooks_starting_with_an_underscore_are_not_run(notebook_folder):
     assert cli_main(["reproduce"]) == 0
     assert notebook_folder == ["quickstart", "align_table2", "deta_table1"]
+
+
+def test_the_scale_ladder_runs_only_when_named(notebook_folder, capsys):
+    assert cli_main(["reproduce"]) == 0
+    assert "scale" not in notebook_folder and "--only scale" in capsys.readouterr().out
+    notebook_folder.clear()
+    assert cli_main(["reproduce", "--only", "scale"]) == 0
+    assert notebook_folder == ["scale"]

@@ -1,7 +1,8 @@
 """``python -m assignlab reproduce``: execute every notebook with papermill into ``results/``.
 
 Executed copies (with their outputs) go to ``results/notebooks/``; the sources under
-``notebooks/`` stay clean. Notebooks whose name starts with ``_`` are skipped. At the end
+``notebooks/`` stay clean. Notebooks whose name starts with ``_`` are skipped, and those of
+``OPT_IN_NOTEBOOKS`` (the scale ladder) run only when ``--only`` names them. At the end
 ``results/README.md`` is regenerated: an index of every table, figure and verdict.
 
 ``--executor slurm`` trains each run as a Slurm job (settings: ``--slurm-config FILE`` or the
@@ -19,6 +20,8 @@ from assignlab.paths import ROOT_ENV, in_project, project_root
 
 NOTEBOOK_DIR = Path("notebooks")              # both under the project root (assignlab.paths)
 OUTPUT_DIR = Path("results") / "notebooks"
+# notebooks that run only when named (--only): what they train does not fit a night
+OPT_IN_NOTEBOOKS = {"scale": "the scale ladder trains about 24 hours on 2 cores at the cpu profile"}
 
 
 def notebooks_in_order(notebook_dir: str | Path = NOTEBOOK_DIR) -> list[Path]:
@@ -44,16 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="JSON/YAML slurm settings for --executor slurm (passed to the notebooks as "
                              "$ASSIGNLAB_SLURM_CONFIG; see the README, 'Running the study on a Slurm cluster')")
     parser.add_argument("--only", nargs="+", action="extend", default=None, metavar="NAME",
-                        help="notebook names (stems) to run, repeatable; default all")
+                        help="notebook names (stems) to run, repeatable; default all but the scale ladder's")
     parser.add_argument("--out", default=str(OUTPUT_DIR), help="folder for the executed notebooks")
 
 
 def select_notebooks(notebooks: list[Path], names: list[str] | None) -> list[Path]:
-    """The notebooks whose stems are in ``names`` (all when None), in their run order.
+    """The notebooks whose stems are in ``names`` (when None: all but ``OPT_IN_NOTEBOOKS``), in their
+    run order.
 
     Raises ValueError naming any unknown name, before anything runs."""
     if names is None:
-        return notebooks
+        return [path for path in notebooks if path.stem not in OPT_IN_NOTEBOOKS]
     wanted = set(names)
     unknown = sorted(wanted - {path.stem for path in notebooks})
     if unknown:
@@ -64,6 +68,10 @@ def select_notebooks(notebooks: list[Path], names: list[str] | None) -> list[Pat
 
 def run(args: argparse.Namespace) -> int:
     notebooks = select_notebooks(notebooks_in_order(), args.only)
+    if args.only is None:
+        for name, why in OPT_IN_NOTEBOOKS.items():
+            print(f"[reproduce] not running {name} ({why}); run it with --only {name} (make reproduce ONLY={name})",
+                  flush=True)
     parameters = {"profile": args.profile, "executor": args.executor, "workers": args.workers}
     if args.slurm_config:  # the notebooks' kernels inherit the environment
         from assignlab.study.run.executors import SLURM_CONFIG_ENV, load_slurm_settings

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+PROFILE_HELP = "smoke, cpu, paper, or the scale ladder's larger rungs cpu-m and cpu-l (tables scale, scale_bases)"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -26,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action.add_argument("--table", required=True, action="append", dest="tables", metavar="TABLE",
                             help="table name (see `study list`); repeat it for several tables, taken in turn "
                                  "(one whose last runs another runner trains comes back after the others)")
-        action.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+        action.add_argument("--profile", default="cpu", help=PROFILE_HELP)
         action.add_argument("--seeds", default=None, help="comma-separated seeds (default: the spec's)")
         action.add_argument("--results-dir", default="results")
         action.add_argument("--cache-dir", default=None, help="training folders (default: work-cache/runs)")
@@ -52,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     verify.add_argument("--rows", default="all", help="all, first, a row label, or labels separated by ';' "
                                                     "(default: all)")
     verify.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
-    verify.add_argument("--profile", default="cpu", help="smoke, cpu or paper")
+    verify.add_argument("--profile", default="cpu", help=PROFILE_HELP)
     verify.add_argument("--workers", type=int, default=2, help="parallel runs")
     verify.add_argument("--threads", type=int, default=None, help="torch threads per worker")
     verify.add_argument("--results-dir", default="results", help="the committed results")

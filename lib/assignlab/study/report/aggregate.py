@@ -4,7 +4,7 @@ table's claims) and the verdict; per table the smallest AP difference its seeds 
 
 Reads only ``results/runs/<table>/<run-id>.json`` (which runs belong to the table comes from its
 spec); writes ``results/tables/<table>.csv``, ``<table>_claims.csv``, ``<table>.md`` and
-``results/figures/<table>.png``.
+``results/figures/<table>.png`` (``<table>-<profile>`` at the scale ladder's larger rungs).
 """
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ from assignlab.study.run.plan import plan_runs
 from assignlab.study.run.store import RESULT_METRICS, StudyPaths, read_result
 from assignlab.study.tables.catalogue import get_table
 from assignlab.study.tables.paper import paper_value
+from assignlab.study.tables.profiles import table_file_stem
 from assignlab.study.tables.spec import Hypothesis, TableSpec
 
 METRICS = RESULT_METRICS
@@ -423,9 +424,9 @@ def aggregate_table(table: str | TableSpec, profile: str, seeds: Any = None, res
     rows = summarize_rows(spec, results)
     claims = evaluate_claims(spec, results)
     detectable = table_detectable_difference(spec, rows, results)
-    out = in_project(results_dir)
-    files = {"csv": out / "tables" / f"{spec.name}.csv", "claims_csv": out / "tables" / f"{spec.name}_claims.csv",
-             "markdown": out / "tables" / f"{spec.name}.md", "figure": out / "figures" / f"{spec.name}.png"}
+    out, stem = in_project(results_dir), table_file_stem(spec.name, profile)
+    files = {"csv": out / "tables" / f"{stem}.csv", "claims_csv": out / "tables" / f"{stem}_claims.csv",
+             "markdown": out / "tables" / f"{stem}.md", "figure": out / "figures" / f"{stem}.png"}
     files["csv"].parent.mkdir(parents=True, exist_ok=True)
     rows.to_csv(files["csv"], index=False, float_format="%.4f")
     claims.to_csv(files["claims_csv"], index=False, float_format="%.4f")

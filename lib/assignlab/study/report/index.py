@@ -14,6 +14,8 @@ from assignlab.study.report.verification import saved_verification_lines
 from assignlab.study.run.plan import plan_runs
 from assignlab.study.tables.beyond import notebook_name
 from assignlab.study.tables.catalogue import TABLES
+from assignlab.study.tables.profiles import LADDER, table_file_stem
+from assignlab.study.tables.scale import BASES_RUNGS, SCALE_NOTEBOOK, SCALE_TABLES
 
 NOTES_NAME = "notes.md"
 EXTRA_TABLES = {"deta_table2": "DETA Table 2: inference time per module (runtime.ipynb)",
@@ -104,6 +106,31 @@ def finished_runs(present: set[str], table: str, profile: str) -> tuple[int, int
     return len(planned & present), len(planned)
 
 
+def scale_index_lines(root: Path, present: set[str]) -> list[str]:
+    """The scale ladder's entry: links, finished runs per rung and each claim's trend."""
+    rung_links = []
+    for rung, profile in LADDER.items():
+        stem = table_file_stem("scale", profile)
+        done, planned = finished_runs(present, "scale", profile)
+        bases = (f", bases {'{}/{}'.format(*finished_runs(present, 'scale_bases', profile))}"
+                 if rung in BASES_RUNGS else "")
+        table = f"[{rung}](tables/{stem}.md)" if (root / "tables" / f"{stem}.md").exists() else rung
+        rung_links.append(f"{table} ({profile}: {done} of {planned} runs{bases})")
+    links = [f"[{label}]({kind}/{name})" for label, kind, name in (
+        ("summary", "tables", "scale_ladder.md"), ("figure", "figures", "scale_ladder.png"),
+        ("notebook", "notebooks", f"{SCALE_NOTEBOOK}.ipynb")) if (root / kind / name).exists()]
+    lines = [f"- {TABLES['scale'].title}: {', '.join(links) or 'not aggregated yet'}; per rung: "
+             + "; ".join(rung_links)]
+    trends = root / "tables" / "scale_ladder_trend.csv"
+    if trends.exists():
+        for trend in pd.read_csv(trends, keep_default_na=False, na_values=[""]).itertuples(index=False):
+            slope = "" if pd.isna(trend.slope) else f"{trend.slope:+.2f} AP per doubling of compute" + (
+                "" if pd.isna(trend.ci95) else f" ± {trend.ci95:.2f}") + f", {trend.n_seeds} seeds; "
+            rungs = f"rungs {trend.covered}; " if isinstance(trend.covered, str) and trend.covered else ""
+            lines.append(f"  - {trend.claim}: **{trend.verdict}** ({rungs}{slope}{trend.towards_paper})")
+    return lines
+
+
 def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> str:
     """The Markdown text of the index (links are relative to ``results_dir``); tables not yet
     aggregated show how many of their runs at ``profile`` have finished."""
@@ -125,6 +152,8 @@ def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> st
     parts += ["## Tables", ""]
     present = {path.stem for path in (root / "runs").glob("*/*.json")}
     for name, spec in TABLES.items():
+        if name in SCALE_TABLES:  # one entry for the ladder, after the others
+            continue
         table_md, figure = root / "tables" / f"{name}.md", root / "figures" / f"{name}.png"
         notebook = notebook_name(name)
         if not table_md.exists():
@@ -140,6 +169,7 @@ def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> st
         claims_csv = root / "tables" / f"{name}_claims.csv"
         if claims_csv.exists():
             parts += _verdict_lines(claims_csv)
+    parts += scale_index_lines(root, present)
     parts += ["", "## Compute", "",
               f"One-core hours of the finished runs at the {profile} profile, and an estimate for the runs left "
               "(`python -m assignlab.study.budget`; a run shared by tables counts once, for the first; wall "

@@ -16,6 +16,8 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from assignlab.study.report.behaviours import BEHAVIOURS, COMPANION_BEHAVIOURS, TABLE_BEHAVIOURS
 from assignlab.study.tables.beyond import GROWTH_FACTORS, GROWTH_NOTEBOOK, GROWTH_PAIRS, notebook_name
 from assignlab.study.tables.catalogue import TABLES
+from assignlab.study.tables.profiles import LADDER
+from assignlab.study.tables.scale import SCALE_NOTEBOOK
 
 PARAMETERS = '''# Parameters (papermill overrides these; literals only)
 profile = "cpu"          # "smoke" (seconds, CI), "cpu" (the laptop study) or "paper"
@@ -171,6 +173,55 @@ def growth_notebook() -> nbformat.NotebookNode:
     ])
 
 
+def scale_notebook() -> nbformat.NotebookNode:
+    """The scale ladder: the ``scale`` table at every rung (and ``scale_bases`` at S and M), then each
+    claim's difference against the compute per image."""
+    rungs = ", ".join(f"{rung} (`{profile}`)" for rung, profile in LADDER.items())
+    return _notebook([
+        new_markdown_cell(
+            "# Do the verdicts survive scale? The headline claims on a ladder of three model sizes\n\n"
+            f"Rungs {rungs}: S is the cpu profile (its runs are the paper tables'); M and L train the same data "
+            "recipe and schedule with larger models, in bf16 (`assignlab.presets.LADDER`; sizes, costs and why in "
+            "`results/README.md`, \"The scale ladder\"). Trains the runs of the table `scale` that are not cached "
+            "yet at each rung (DETA Table 1's three rows, DETA Table 7's Hungarian rows with and without decoder "
+            "self-attention, Align-DETR Table 5's focal baseline, IA-BCE alone and the full Align-DETR on DINO; "
+            "3 seeds), and of `scale_bases` at S and M (two-stage DETR-DC5 and DAB-DETR, one seed). Per claim and "
+            "rung: d with its 95% interval and the rung's two-part verdict. The trend is the slope of d against "
+            "log2(GFLOP per training image, counted), AP per doubling of compute: *growing* if its 95% interval "
+            "over seeds is wholly above 0, *shrinking* if wholly below, *stable* if wholly inside ±0.5, else "
+            "*inconclusive*; and whether it moves d towards the paper's value.\n\n"
+            "An M run takes about 45 minutes on one core, an L run about 85 (the whole ladder about 24 hours on "
+            "2 cores). One rung: `python -m assignlab study run --table scale --profile cpu-m`; some rungs: "
+            f"`papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -y 'rungs: [S, M]'`. "
+            f"Batch: `papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -p profile smoke` (a one-rung ladder)."),
+        _parameters_cell(PARAMETERS + '\nrungs = None             # None: every rung (S, M, L at the cpu profile); or a '
+                         'list such as ["S", "M"]'),
+        new_code_cell("from IPython.display import Image, display\n\nfrom assignlab import study\n"
+                      "from assignlab.study.report.scale import ladder_for, scale_study\n"
+                      "from assignlab.study.tables.scale import BASES_RUNGS\n\n"
+                      "ladder = ladder_for(profile)\nchosen = {rung: ladder[rung] for rung in (rungs or ladder)}\n"
+                      "print(\"rungs:\", \", \".join(f\"{rung} = {name}\" for rung, name in chosen.items()))"),
+        new_code_cell("training = dict(seeds=seeds, workers=workers, executor=executor, data_root=data_root, device=device,\n"
+                      "                results_dir=results_dir)\n"
+                      "tables = {}\nfor rung, rung_profile in chosen.items():\n"
+                      "    tables[rung, \"scale\"] = study.reproduce_table(\"scale\", profile=rung_profile, **training)\n"
+                      "    if rung in BASES_RUNGS:\n"
+                      "        tables[rung, \"scale_bases\"] = study.reproduce_table(\"scale_bases\", profile=rung_profile, "
+                      "**training)"),
+        new_markdown_cell("## Each rung's table and claims"),
+        new_code_cell("for (rung, name), result in tables.items():\n    print(f\"rung {rung}: {name}\")\n"
+                      "    display(result.styled())\n    if len(result.claims):\n        display(result.styled_claims())"),
+        new_markdown_cell("## Each claim against the compute per image"),
+        new_code_cell("scale = scale_study(profile, seeds=seeds, results_dir=results_dir, data_root=data_root, rungs=chosen)\n"
+                      "display(scale.compute.style.format(precision=3).hide(axis='index'))\n"
+                      "display(scale.styled_rungs())\ndisplay(scale.styled_trends())\n"
+                      "display(Image(filename=str(scale.figure_path)))"),
+        new_markdown_cell("## Do the single-scale bases leave the untrained floor?"),
+        new_code_cell("scale.bases.style.format({'gflop': '{:.3g}', 'AP': '{:.2f}'}, na_rep='').hide(axis='index')"),
+        new_code_cell("for result in tables.values():\n    print(result.report.summary())"),
+    ])
+
+
 def inspect_notebook() -> nbformat.NotebookNode:
     return _notebook([
         new_markdown_cell(
@@ -245,6 +296,7 @@ def all_notebooks() -> dict[str, nbformat.NotebookNode]:
     notebooks = {name: NOTEBOOK_MAKERS.get(name, table_notebook)(name) for name in TABLES
                  if notebook_name(name) == name}
     notebooks[GROWTH_NOTEBOOK] = growth_notebook()
+    notebooks[SCALE_NOTEBOOK] = scale_notebook()
     notebooks["inspect_matches"] = inspect_notebook()
     notebooks["runtime"] = runtime_notebook()
     return notebooks

@@ -48,6 +48,7 @@ from assignlab.study.report.stats import (
 )
 from assignlab.study.tables.beyond import ALIGNMENT_CLAIMS
 from assignlab.study.tables.catalogue import TABLES
+from assignlab.study.tables.scale import SCALE_TABLES
 from assignlab.study.tables.spec import Hypothesis, TableSpec
 
 STUDY_COLUMNS = ["table", "group", "claim", "tables", "test", "mean", "ci95", "low", "high", "n_seeds", "paper", "p_test", "p",
@@ -65,9 +66,12 @@ class ClaimSource:
 
 
 def claim_sources() -> Iterator[ClaimSource]:
-    """Every table's claims (on AP), then the alignment claims of ``alignment_evidence``."""
+    """Every table's claims (on AP), then the alignment claims of ``alignment_evidence``. The scale
+    ladder's tables are left out: at rung S they repeat the paper tables' contrasts on fewer seeds,
+    and their larger rungs ask another question (:mod:`~assignlab.study.report.scale`)."""
     for name, spec in TABLES.items():
-        yield ClaimSource(name, spec, f"{name}_claims.csv")
+        if name not in SCALE_TABLES:
+            yield ClaimSource(name, spec, f"{name}_claims.csv")
     yield ClaimSource("alignment_evidence", replace(TABLES["alignment_evidence"], claims=ALIGNMENT_CLAIMS),
                       "alignment_evidence_alignment_claims.csv")
 

@@ -29,6 +29,7 @@ from typing import Mapping
 from assignlab.presets import TWO_STAGE
 from assignlab.study.tables.methods import align, deta, hungarian, hybrid
 from assignlab.study.tables.overrides import scaled_schedule
+from assignlab.study.tables.scale import SCALE_NOTEBOOK, SCALE_TABLES
 from assignlab.study.tables.spec import Hypothesis, RowSpec, TableSpec, difference
 
 EQUIVALENCE_MARGIN = 1.0           # AP: a released behaviour "does not matter" within this
@@ -233,7 +234,10 @@ GROWTH_NOTEBOOK = "growth_curves"  # one notebook runs every growth table and pl
 
 
 def notebook_name(table: str) -> str:
-    """The notebook that shows ``table``: ``growth_curves`` for a growth table, else its own."""
+    """The notebook that shows ``table``: ``growth_curves`` for a growth table, ``scale`` for the
+    scale ladder's tables, else its own."""
+    if table in SCALE_TABLES:
+        return SCALE_NOTEBOOK
     return GROWTH_NOTEBOOK if table in {pair.name for pair in GROWTH_PAIRS} else table
 
 
