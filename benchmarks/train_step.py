@@ -24,7 +24,7 @@ former bounds what any kernel for the op can gain at that shape (Amdahl).
 Shapes: ``cpu`` is the study's preset (160 px, d 64, 3+3 layers, 100 queries, batch 4);
 ``paper-width`` has DETA's transformer width (d 256, FFN 1024, 6+6 layers, 300 queries) at 256 px
 with a backbone of width 64, batch 4. ``cpu-m`` and ``cpu-l`` are the scale ladder's rungs M and L
-(``assignlab.presets.LADDER``; the study trains them in bf16).
+(``assignlab.presets.LADDER_MODELS``; the study trains them in bf16).
 """
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from assignlab.engine.execution import autocast_for, in_float32, maybe_compile
 from assignlab.engine.optim import build_optimizer
 from assignlab.losses.criterion import Criterion
 from assignlab.models.build import build_model
-from assignlab.presets import LADDER, preset
+from assignlab.presets import LADDER_MODELS, preset
 
 SHAPES = {
     "cpu": {},
@@ -51,7 +51,8 @@ SHAPES = {
                     "data.image_size": 256, "data.synth_image_size": 256},
 }
 # the scale ladder's larger rungs (assignlab.presets.LADDER), each variant at its own precision
-LADDER_SHAPES = {size: {k: v for k, v in overrides.items() if k != "train.precision"} for size, overrides in LADDER.items()}
+LADDER_SHAPES = {size: {k: v for k, v in overrides.items() if k != "train.precision"}
+                 for size, overrides in LADDER_MODELS.items()}
 ALL_SHAPES = {**SHAPES, **LADDER_SHAPES}
 VARIANTS = {"eager fp32": ("fp32", False), "compiled fp32": ("fp32", True),
             "bf16": ("bf16", False), "compiled bf16": ("bf16", True)}

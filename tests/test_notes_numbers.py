@@ -149,7 +149,7 @@ QUOTES = [
 
     # The scale ladder
     *quoted("the growth tables show the differences move most below", "growth_deta_vs_hungarian_claims",
-            ("DETA (K=4) beats Hungarian at 0.5x the schedule", "+{mean:.1f} AP at 0.4x the schedule"),
+            ("DETA (K=4) beats Hungarian at 0.5x the schedule", "+{mean:.1f} AP at 0.5x the schedule"),
             ("DETA (K=4) beats Hungarian at 1x the schedule", "+{mean:.1f} at 1x"),
             ("DETA (K=4) beats Hungarian at 2x the schedule", "+{mean:.1f} at 2x")),
     # The growth tables

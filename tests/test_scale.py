@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from assignlab.engine.compute import training_gflop_per_image
-from assignlab.presets import LADDER as LADDER_SIZES
+from assignlab.presets import LADDER_MODELS
 from assignlab.presets import preset
 from assignlab.study.report.growth import GROWING, SHRINKING, STABLE
 from assignlab.study.report.scale import AWAY, NEITHER, TOWARDS, claim_trends, ladder_for
@@ -24,14 +24,14 @@ def _flat(config) -> dict:
             for key, value in fields.items()}
 
 
-@pytest.mark.parametrize("size", list(LADDER_SIZES))
+@pytest.mark.parametrize("size", list(LADDER_MODELS))
 def test_a_rung_is_the_cpu_profile_with_its_larger_model_only(size):
     cpu, rung = _flat(preset("cpu")), _flat(preset(size))
     changed = {key for key in cpu if cpu[key] != rung[key]}
-    assert changed == {key for key, value in LADDER_SIZES[size].items() if cpu[key] != value}
+    assert changed == {key for key, value in LADDER_MODELS[size].items() if cpu[key] != value}
     assert {"train.epochs", "train.lr", "data.synth_train_images"}.isdisjoint(changed)  # same recipe and schedule
     dino = preset(f"{size}-dino")
-    assert dino.model.base == "dino" and dino.model.hidden_dim == LADDER_SIZES[size]["model.hidden_dim"]
+    assert dino.model.base == "dino" and dino.model.hidden_dim == LADDER_MODELS[size]["model.hidden_dim"]
 
 
 def test_rung_s_shares_the_paper_tables_runs():
@@ -41,7 +41,7 @@ def test_rung_s_shares_the_paper_tables_runs():
         assert scale[label] == source[source_row], label
     assert scale["Hungarian (Table 7)"] == scale["Hungarian"]  # the ablation setting is the paper profile's only
     bases = {row: run.run_id for run in plan_runs("scale_bases", "cpu") for row in run.rows}
-    for label, table, source_row, _ in SCALE_BASE_ROWS:
+    for label, table, source_row in SCALE_BASE_ROWS:
         assert bases[label] == next(run.run_id for run in plan_runs(table, "cpu", seeds=[0]) if source_row in run.rows)
 
 
@@ -52,9 +52,10 @@ def test_the_larger_rungs_are_other_runs_with_three_seeds():
         assert not {run.run_id for run in runs} & {run.run_id for run in plan_runs("scale", "cpu")}
         assert all(run.config.train.precision == "bf16" and run.config.model.num_queries == 300 for run in runs)
     # DETR-DC5 selects its queries among 12 x 12 stride-16 tokens at rung M's 192 px
-    detr = next(run for run in plan_runs("scale_bases", "cpu-m") if "DETR-DC5" in run.rows[0])
-    assert detr.config.model.num_queries == 100 <= (192 // 16) ** 2
-    assert len(plan_runs("scale_bases", "cpu-m")) == 2
+    for profile, side in (("cpu-m", 192), ("cpu-l", 256)):
+        detr = next(run for run in plan_runs("scale_bases", profile) if "DETR-DC5" in run.rows[0])
+        assert detr.config.model.num_queries == 100 <= (side // 16) ** 2
+        assert len(plan_runs("scale_bases", profile)) == 2
 
 
 def test_rows_from_several_paper_tables_find_their_numbers():
@@ -89,23 +90,26 @@ def _contrasts(claim: str, slopes: dict[int, float], intercept: float, gflops=(1
     return pd.DataFrame(lines)
 
 
-def _per_rung(first_means: dict[str, float], papers: dict[str, float]) -> pd.DataFrame:
-    return pd.DataFrame([{"claim": claim, "rung": "S", "mean": first_means.get(claim, 0.0),
-                          "paper": papers.get(claim, math.nan)} for _, c in SCALE_CLAIMS for claim in [c.statement]])
+def _per_rung(contrasts: pd.DataFrame, papers: dict[str, float]) -> pd.DataFrame:
+    """The per-rung lines claim_trends reads: the mean d of each claim at each rung, the paper's value."""
+    means = contrasts.groupby(["claim", "rung"], as_index=False)["d"].mean().rename(columns={"d": "mean"})
+    return means.assign(paper=means["claim"].map(papers))
 
 
 def test_trend_slopes_and_verdicts_on_hand_made_differences():
     claims = [c.statement for _, c in SCALE_CLAIMS]
-    growing, shrinking, stable, partial = claims[:4]
+    growing, shrinking, stable, partial, no_runs, overshoot, unpaired = claims
     frames = [
-        _contrasts(growing, {0: 1.0, 1: 1.2, 2: 0.8}, intercept=1.0),      # towards a paper value of +8
-        _contrasts(shrinking, {0: -2.0, 1: -1.9, 2: -2.1}, intercept=8.0),   # towards +2.5
+        _contrasts(growing, {0: 1.0, 1: 1.2, 2: 0.8}, intercept=1.0),      # 1 -> 7, towards a paper value of +8
+        _contrasts(shrinking, {0: -0.8, 1: -0.7, 2: -0.9}, intercept=8.0),   # 8 -> 3.2, towards +2.5
         _contrasts(stable, {0: 0.01, 1: -0.01, 2: 0.0}, intercept=0.3),      # inside +-0.5 per doubling
         _contrasts(partial, {0: 1.0, 1: 1.0, 2: 1.0}, intercept=0.0).query("rung != 'L'"),  # L still training
+        _contrasts(overshoot, {0: 1.0, 1: 1.1, 2: 0.9}, intercept=1.0),    # 1 -> 7, past a paper value of +1.5
+        _contrasts(unpaired, {0: 1.0, 1: 1.0}, intercept=0.0).query("(seed == 0 and rung == 'S') or "
+                                                                     "(seed == 1 and rung == 'M')"),
     ]
     contrasts = pd.concat(frames, ignore_index=True)
-    per_rung = _per_rung({growing: 1.0, shrinking: 8.0, stable: 0.3, partial: 0.0},
-                         {growing: 8.0, shrinking: 2.5, stable: 1.5, partial: -3.0})
+    per_rung = _per_rung(contrasts, {growing: 8.0, shrinking: 2.5, stable: 1.5, partial: -3.0, overshoot: 1.5})
     trends = claim_trends(contrasts, per_rung, LADDER).set_index("claim")
     assert trends.loc[growing, "slope"] == pytest.approx(1.0)  # compute x8 per rung: 3 doublings
     assert trends.loc[growing, "n_seeds"] == 3
@@ -114,12 +118,35 @@ def test_trend_slopes_and_verdicts_on_hand_made_differences():
     assert (trends.loc[growing, "verdict"], trends.loc[growing, "towards_paper"]) == (GROWING, TOWARDS)
     assert (trends.loc[shrinking, "verdict"], trends.loc[shrinking, "towards_paper"]) == (SHRINKING, TOWARDS)
     assert (trends.loc[stable, "verdict"], trends.loc[stable, "towards_paper"]) == (STABLE, NEITHER)
+    assert (trends.loc[overshoot, "verdict"], trends.loc[overshoot, "towards_paper"]) == (GROWING, AWAY)
     # over the rungs done: S and M, and moving away from a paper value below the smallest rung's d
     assert trends.loc[partial, "covered"] == "S, M" and trends.loc[partial, "slope"] == pytest.approx(1.0)
     assert trends.loc[partial, "towards_paper"] == AWAY
-    assert trends.loc[claims[4], "verdict"] == "no trend (no runs)"
+    assert trends.loc[no_runs, "verdict"] == "no trend (no runs)"
+    assert trends.loc[unpaired, "verdict"] == "no trend (no seed at every rung of S, M yet)"
     one_rung = claim_trends(contrasts[contrasts["rung"] == "S"], per_rung, LADDER).set_index("claim")
     assert one_rung.loc[growing, "verdict"] == "no trend (one rung)" and math.isnan(one_rung.loc[growing, "slope"])
+
+
+def test_chosen_rungs_keep_the_ladders_order_and_unknown_ones_are_refused():
+    assert list(ladder_for("cpu", ["L", "S"])) == ["S", "L"]
+    with pytest.raises(ValueError, match=r"rungs \['M'\] are not on the ladder of profile 'smoke'"):
+        ladder_for("smoke", ["S", "M"])
+
+
+def test_the_ladders_files_and_index_entry_without_runs(tmp_path):
+    from assignlab.study.report.index import scale_index_lines
+    from assignlab.study.report.scale import scale_study
+
+    result = scale_study("smoke", results_dir=tmp_path)
+    text = result.files["markdown"].read_text()
+    for heading in ("## Compute per rung", "## d per rung", "## Both verdicts per rung", "## Trend with compute",
+                    "## The single-scale bases"):
+        assert heading in text
+    assert set(result.trends["verdict"]) == {"no trend (no runs)"} and len(result.bases) == 2
+    lines = scale_index_lines(tmp_path, set(), "smoke")
+    assert "[summary](tables/scale_ladder.md)" in lines[0] and "S (smoke: 0 of 7 runs; bases 0 of 2)" in lines[0]
+    assert len(lines) == 1 + len(SCALE_CLAIMS) and "**no trend (no runs)**" in lines[1]
 
 
 def test_the_budget_of_a_rung_is_estimated_from_runs_of_its_own_model_size(tmp_path):
@@ -135,5 +162,20 @@ def test_the_budget_of_a_rung_is_estimated_from_runs_of_its_own_model_size(tmp_p
     table = budget_table(tmp_path, "cpu-m", ["scale"]).set_index("table")
     assert table.loc["scale", "finished"] == 1 and table.loc["scale", "hours_spent"] == 0.75
     assert table.loc["total", "hours_left_estimate"] == pytest.approx(20 * 0.75)  # 20 runs left, 45 min each
-    # the cpu profile's runs (another model size) are not taken for the rung's
+    # a finished run of the cpu profile (another model size) is not taken for rung L's
+    cpu_run = plan_runs("scale", "cpu")[0]
+    (tmp_path / "runs" / "scale" / f"{cpu_run.run_id}.json").write_text(
+        json.dumps({"config": cpu_run.config.to_dict(), "wall_time_s": 420.0}))
     assert math.isnan(budget_table(tmp_path, "cpu-l", ["scale"]).iloc[-1]["hours_left_estimate"])
+    assert budget_table(tmp_path, "cpu", ["scale"]).iloc[-1]["hours_left_estimate"] == pytest.approx(20 * 420 / 3600)
+
+
+@pytest.mark.parametrize("profile", ["cpu-m", "cpu-l"])
+def test_every_ladder_run_config_is_valid(profile):
+    from assignlab.losses.criterion import Criterion
+    from assignlab.models.build import check_model_config
+
+    for table in SCALE_TABLES:
+        for _, config in TABLES[table].row_configs(profile):
+            check_model_config(config.model)
+            Criterion.from_config(config)

@@ -1,6 +1,6 @@
 """Named configurations: one per size and base detector (``build_preset``). Sizes: ``smoke``
 (tests, seconds), ``cpu`` (the laptop study), ``cpu-m`` and ``cpu-l`` (the larger rungs of the
-scale ladder, ``LADDER``), ``paper`` (DETA's released ResNet-50 1x setting, ``paper-r50-1x``, for
+scale ladder, ``LADDER_MODELS``), ``paper`` (DETA's released ResNet-50 1x setting, ``paper-r50-1x``, for
 COCO on GPUs); bases: DETA's two-stage Deformable-DETR (the size's config
 itself), DETR-DC5, DAB-DETR and DINO (``PRESET_NAMES`` names each pair).
 
@@ -76,7 +76,7 @@ def _cpu() -> Config:
 # papers' depth and query count at half their width, rung L their transformer width too. Both
 # train in bf16 (autocast; loss and assignment in fp32), which is 1.3x (M) and 1.8x (L) faster
 # than fp32 on a CPU with AMX; at the cpu profile it gains nothing and the profile stays fp32.
-LADDER: dict[str, dict[str, Any]] = {
+LADDER_MODELS: dict[str, dict[str, Any]] = {
     "cpu-m": {
         "model.hidden_dim": 128,
         "model.dim_feedforward": 512,
@@ -104,8 +104,14 @@ LADDER: dict[str, dict[str, Any]] = {
 }
 
 
+# What a base changes at every ladder rung beyond its cpu overrides. Two-stage DETR-DC5 selects its
+# queries among its stride-16 tokens (144 at rung M's 192 px, 256 at L's 256 px): it keeps the cpu
+# profile's 100.
+LADDER_BASE_OVERRIDES: dict[str, dict[str, Any]] = {"detr_dc5": {"model.num_queries": 100}}
+
+
 def _ladder_rung(size: str) -> Config:
-    return _cpu().override({**LADDER[size], "name": size})
+    return _cpu().override({**LADDER_MODELS[size], "name": size})
 
 
 def _paper_r50_1x() -> Config:
@@ -185,7 +191,7 @@ TWO_STAGE = "two_stage_deformable"  # DETA's base, the default ``model.base``: a
 
 SIZES: dict[str, Callable[[], Config]] = {
     "smoke": _smoke, "cpu": _cpu, "paper": _paper_r50_1x,
-    **{size: functools.partial(_ladder_rung, size) for size in LADDER},
+    **{size: functools.partial(_ladder_rung, size) for size in LADDER_MODELS},
 }
 
 # What each other base changes in each size's config
@@ -225,7 +231,7 @@ PRESET_NAMES: dict[tuple[str, str], str] = {
     ("paper", "dab_detr"): "dab-detr-r50", ("cpu", "dab_detr"): "cpu-dab-detr", ("smoke", "dab_detr"): "smoke-dab-detr",
     ("paper", "dino"): "dino-r50-1x", ("cpu", "dino"): "cpu-dino", ("smoke", "dino"): "smoke-dino",
     **{(size, base): size if base == TWO_STAGE else f"{size}-{base.replace('_', '-')}"
-       for size in LADDER for base in (TWO_STAGE, "detr_dc5", "dab_detr", "dino")},
+       for size in LADDER_MODELS for base in (TWO_STAGE, "detr_dc5", "dab_detr", "dino")},
 }
 
 
@@ -242,8 +248,11 @@ def build_preset(size: str, base: str = TWO_STAGE) -> Config:
     config = SIZES[size]()
     if base == TWO_STAGE:
         return config
-    base_size = "cpu" if size in LADDER else size  # a ladder rung is the cpu profile with a larger model
-    return config.override(BASE_OVERRIDES[base][base_size]).override({"name": preset_name(size, base)})
+    if size in LADDER_MODELS:  # a ladder rung is the cpu profile with a larger model
+        overrides = {**BASE_OVERRIDES[base]["cpu"], **LADDER_BASE_OVERRIDES.get(base, {})}
+    else:
+        overrides = BASE_OVERRIDES[base][size]
+    return config.override(overrides).override({"name": preset_name(size, base)})
 
 
 PRESETS: dict[str, Callable[[], Config]] = {

@@ -26,6 +26,7 @@ from assignlab.study.run.plan import PlannedRun, plan_runs
 from assignlab.study.run.runner import run_table
 from assignlab.study.run.store import StudyPaths, read_result
 from assignlab.study.tables.catalogue import get_table
+from assignlab.study.tables.profiles import table_file_stem
 from assignlab.study.tables.spec import TableSpec
 
 
@@ -113,7 +114,7 @@ def verify_table(table: str, rows: str = "all", seeds: Any = 0, profile: str = "
     comparison = compare(runs, committed, reruns, committed_paths, machine)
     saved = None
     if save:
-        saved = committed_paths.results_dir / "verify" / f"{spec.name}-{machine}.csv"
+        saved = committed_paths.results_dir / "verify" / f"{table_file_stem(spec.name, profile)}-{machine}.csv"
         saved.parent.mkdir(parents=True, exist_ok=True)
         comparison.to_csv(saved, index=False, float_format="%.4f")
     return comparison, saved

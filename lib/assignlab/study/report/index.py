@@ -9,12 +9,13 @@ import pandas as pd
 from assignlab.paths import in_project
 from assignlab.study.budget import budget_table
 from assignlab.study.report.aggregate import to_markdown
+from assignlab.study.report.scale import ladder_for
 from assignlab.study.report.study_claims import study_markdown, write_study_claims
 from assignlab.study.report.verification import saved_verification_lines
 from assignlab.study.run.plan import plan_runs
 from assignlab.study.tables.beyond import notebook_name
 from assignlab.study.tables.catalogue import TABLES
-from assignlab.study.tables.profiles import LADDER, table_file_stem
+from assignlab.study.tables.profiles import table_file_stem
 from assignlab.study.tables.scale import BASES_RUNGS, SCALE_NOTEBOOK, SCALE_TABLES
 
 NOTES_NAME = "notes.md"
@@ -106,16 +107,21 @@ def finished_runs(present: set[str], table: str, profile: str) -> tuple[int, int
     return len(planned & present), len(planned)
 
 
-def scale_index_lines(root: Path, present: set[str]) -> list[str]:
-    """The scale ladder's entry: links, finished runs per rung and each claim's trend."""
+def scale_index_lines(root: Path, present: set[str], profile: str = "cpu") -> list[str]:
+    """The scale ladder's entry at ``profile`` (:func:`~assignlab.study.report.scale.ladder_for`):
+    links, finished runs per rung and each claim's trend."""
     rung_links = []
-    for rung, profile in LADDER.items():
-        stem = table_file_stem("scale", profile)
-        done, planned = finished_runs(present, "scale", profile)
-        bases = (f", bases {'{}/{}'.format(*finished_runs(present, 'scale_bases', profile))}"
-                 if rung in BASES_RUNGS else "")
+    for rung, rung_profile in ladder_for(profile).items():
+        stem = table_file_stem("scale", rung_profile)
+        done, planned = finished_runs(present, "scale", rung_profile)
         table = f"[{rung}](tables/{stem}.md)" if (root / "tables" / f"{stem}.md").exists() else rung
-        rung_links.append(f"{table} ({profile}: {done} of {planned} runs{bases})")
+        bases = ""
+        if rung in BASES_RUNGS:
+            bases_stem = table_file_stem("scale_bases", rung_profile)
+            label = (f"[bases](tables/{bases_stem}.md)" if (root / "tables" / f"{bases_stem}.md").exists()
+                     else "bases")
+            bases = "; {} {} of {}".format(label, *finished_runs(present, "scale_bases", rung_profile))
+        rung_links.append(f"{table} ({rung_profile}: {done} of {planned} runs{bases})")
     links = [f"[{label}]({kind}/{name})" for label, kind, name in (
         ("summary", "tables", "scale_ladder.md"), ("figure", "figures", "scale_ladder.png"),
         ("notebook", "notebooks", f"{SCALE_NOTEBOOK}.ipynb")) if (root / kind / name).exists()]
@@ -169,7 +175,7 @@ def build_index(results_dir: str | Path = "results", profile: str = "cpu") -> st
         claims_csv = root / "tables" / f"{name}_claims.csv"
         if claims_csv.exists():
             parts += _verdict_lines(claims_csv)
-    parts += scale_index_lines(root, present)
+    parts += scale_index_lines(root, present, profile)
     parts += ["", "## Compute", "",
               f"One-core hours of the finished runs at the {profile} profile, and an estimate for the runs left "
               "(`python -m assignlab.study.budget`; a run shared by tables counts once, for the first; wall "

@@ -181,7 +181,7 @@ def scale_notebook() -> nbformat.NotebookNode:
         new_markdown_cell(
             "# Do the verdicts survive scale? The headline claims on a ladder of three model sizes\n\n"
             f"Rungs {rungs}: S is the cpu profile (its runs are the paper tables'); M and L train the same data "
-            "recipe and schedule with larger models, in bf16 (`assignlab.presets.LADDER`; sizes, costs and why in "
+            "recipe and schedule with larger models, in bf16 (`assignlab.presets.LADDER_MODELS`; sizes, costs and why in "
             "`results/README.md`, \"The scale ladder\"). Trains the runs of the table `scale` that are not cached "
             "yet at each rung (DETA Table 1's three rows, DETA Table 7's Hungarian rows with and without decoder "
             "self-attention, Align-DETR Table 5's focal baseline, IA-BCE alone and the full Align-DETR on DINO; "
@@ -190,7 +190,7 @@ def scale_notebook() -> nbformat.NotebookNode:
             "log2(GFLOP per training image, counted), AP per doubling of compute: *growing* if its 95% interval "
             "over seeds is wholly above 0, *shrinking* if wholly below, *stable* if wholly inside ±0.5, else "
             "*inconclusive*; and whether it moves d towards the paper's value.\n\n"
-            "An M run takes about 45 minutes on one core, an L run about 85 (the whole ladder about 24 hours on "
+            "An M run takes about an hour on one core, an L run about two (the whole ladder about 29 hours on "
             "2 cores). One rung: `python -m assignlab study run --table scale --profile cpu-m`; some rungs: "
             f"`papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -y 'rungs: [S, M]'`. "
             f"Batch: `papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -p profile smoke` (a one-rung ladder)."),
@@ -199,7 +199,7 @@ def scale_notebook() -> nbformat.NotebookNode:
         new_code_cell("from IPython.display import Image, display\n\nfrom assignlab import study\n"
                       "from assignlab.study.report.scale import ladder_for, scale_study\n"
                       "from assignlab.study.tables.scale import BASES_RUNGS\n\n"
-                      "ladder = ladder_for(profile)\nchosen = {rung: ladder[rung] for rung in (rungs or ladder)}\n"
+                      "chosen = ladder_for(profile, rungs)\n"
                       "print(\"rungs:\", \", \".join(f\"{rung} = {name}\" for rung, name in chosen.items()))"),
         new_code_cell("training = dict(seeds=seeds, workers=workers, executor=executor, data_root=data_root, device=device,\n"
                       "                results_dir=results_dir)\n"

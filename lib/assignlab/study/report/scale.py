@@ -13,9 +13,13 @@ The trend is the slope of d against log2(GFLOP per image), in AP per doubling of
 seed that has every rung (every rung with runs, while the ladder trains), the least-squares slope
 over the rungs; then the mean and 95% t-interval of the per-seed slopes. The verdict is the schedule-growth one
 (:func:`~assignlab.study.report.growth.trend_verdict`: growing / shrinking / stable within
-±0.5 AP per doubling / inconclusive). Towards the paper: a growing or shrinking trend moves d
-towards the paper's value when its sign is that of (paper - d at the smallest rung), away from it
-otherwise; a stable or inconclusive trend does neither.
+±0.5 AP per doubling / inconclusive). Towards the paper: a growing or shrinking trend moved d
+towards the paper's value when the mean d at the largest rung with runs is closer to it than at
+the smallest rung, away from it otherwise (moving past the paper's value and beyond it by more
+than it started is away); a stable or inconclusive trend does neither.
+
+Rung S reads seeds 0-2 of the paper tables' runs, so its d can differ a little from DETA Table 1's
+and Align-DETR Table 5's, which have 5 seeds.
 
 ``scale_bases`` is read at rungs S and M against the untrained floor
 (:data:`~assignlab.study.report.stats.UNTRAINED_AP_FLOOR`).
@@ -28,7 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -48,10 +52,15 @@ RUNG_COLUMNS = ["claim", "short", "rung", "profile", "base", "gflop", "params_M"
 TREND_COLUMNS = ["claim", "short", "covered", "slope", "ci95", "low", "high", "n_seeds", "verdict", "towards_paper"]
 
 
-def ladder_for(profile: str) -> dict[str, str]:
-    """The rungs a notebook run at ``profile`` covers: the ladder at cpu, else ``{"S": profile}``
-    (a one-rung ladder, e.g. the smoke profile's, has no trend)."""
-    return dict(LADDER) if profile == LADDER["S"] else {"S": profile}
+def ladder_for(profile: str, rungs: Sequence[str] | None = None) -> dict[str, str]:
+    """The rungs (rung -> profile, smallest first) a notebook run at ``profile`` covers: the ladder
+    at cpu, else ``{"S": profile}`` (a one-rung ladder, e.g. the smoke profile's, has no trend);
+    ``rungs``: these of them only, in the ladder's order whatever the order given."""
+    ladder = dict(LADDER) if profile == LADDER["S"] else {"S": profile}
+    unknown = sorted(set(rungs or ()) - set(ladder))
+    if unknown:
+        raise ValueError(f"rungs {unknown} are not on the ladder of profile {profile!r} (it has {', '.join(ladder)})")
+    return {rung: name for rung, name in ladder.items() if rungs is None or rung in rungs}
 
 
 def rung_compute(rungs: Mapping[str, str]) -> pd.DataFrame:
@@ -104,11 +113,12 @@ def rung_lines(rungs: Mapping[str, str], compute: pd.DataFrame, results_dir: str
             pd.DataFrame(contrasts, columns=["claim", "rung", "gflop", "seed", "d"]))
 
 
-def towards_paper(verdict: str, slope: float, first_mean: float, paper: float) -> str:
-    """Whether a growing or shrinking trend moves d towards ``paper`` from the smallest rung's mean."""
-    if verdict not in (GROWING, SHRINKING) or math.isnan(first_mean) or math.isnan(paper):
+def towards_paper(verdict: str, first_mean: float, last_mean: float, paper: float) -> str:
+    """Whether a growing or shrinking trend brought d closer to ``paper``: the mean d at the largest
+    rung (``last_mean``) against the smallest rung's (``first_mean``)."""
+    if verdict not in (GROWING, SHRINKING) or any(math.isnan(v) for v in (first_mean, last_mean, paper)):
         return NEITHER
-    return TOWARDS if np.sign(slope) == np.sign(paper - first_mean) else AWAY
+    return TOWARDS if abs(last_mean - paper) < abs(first_mean - paper) else AWAY
 
 
 def claim_trends(contrasts: pd.DataFrame, per_rung: pd.DataFrame, rungs: Mapping[str, str],
@@ -123,15 +133,20 @@ def claim_trends(contrasts: pd.DataFrame, per_rung: pd.DataFrame, rungs: Mapping
         slopes = [least_squares_slope(np.log2(by_seed["gflop"].to_numpy()), by_seed["d"].to_numpy())
                   for _, by_seed in mine.groupby("seed") if set(by_seed["rung"]) == set(covered)]
         interval = t_interval(pd.Series(slopes if len(covered) > 1 else [], dtype=float).dropna())
-        verdict = trend_verdict(interval, band) if len(covered) > 1 else \
-            f"no trend ({'one rung' if covered else 'no runs'})"
-        first = per_rung[(per_rung["claim"] == claim.statement) & (per_rung["rung"] == next(iter(rungs)))]
-        first_mean = float(first["mean"].iloc[0]) if len(first) else math.nan
-        paper = float(first["paper"].iloc[0]) if len(first) else math.nan
+        if len(covered) < 2:
+            verdict = f"no trend ({'one rung' if covered else 'no runs'})"
+        elif interval.n == 0:
+            verdict = f"no trend (no seed at every rung of {', '.join(covered)} yet)"
+        else:
+            verdict = trend_verdict(interval, band)
+        means = per_rung[per_rung["claim"] == claim.statement].set_index("rung")
+        paper = float(means["paper"].iloc[0]) if len(means) else math.nan
+        first_mean, last_mean = ((float(means.loc[covered[0], "mean"]), float(means.loc[covered[-1], "mean"]))
+                                 if covered else (math.nan, math.nan))
         lines.append({"claim": claim.statement, "short": short, "covered": ", ".join(covered),
                       "slope": interval.mean, "ci95": interval.half_width, "low": interval.low, "high": interval.high,
                       "n_seeds": interval.n, "verdict": verdict,
-                      "towards_paper": towards_paper(verdict, interval.mean, first_mean, paper)})
+                      "towards_paper": towards_paper(verdict, first_mean, last_mean, paper)})
     return pd.DataFrame(lines, columns=TREND_COLUMNS)
 
 
@@ -156,7 +171,8 @@ def base_lines(rungs: Mapping[str, str], compute: pd.DataFrame, results_dir: str
     return pd.DataFrame(lines, columns=["row", "rung", "profile", "gflop", "n_seeds", "AP", "above_floor"])
 
 
-def plot_scale(per_rung: pd.DataFrame, contrasts: pd.DataFrame, trends: pd.DataFrame, path: Path) -> Path:
+def plot_scale(per_rung: pd.DataFrame, contrasts: pd.DataFrame, trends: pd.DataFrame, rungs: Mapping[str, str],
+               path: Path) -> Path:
     """One panel per claim: d against the GFLOP per training image (log2 axis), per-seed points and the
     mean with its 95% interval at each rung, the paper's value as a dashed line, the trend in the title."""
     import matplotlib
@@ -196,7 +212,7 @@ def plot_scale(per_rung: pd.DataFrame, contrasts: pd.DataFrame, trends: pd.DataF
     axes.flat[0].legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[panels:]:
         ax.axis("off")
-    fig.suptitle("The headline claims against compute per training image (rungs S, M, L)", fontsize=11)
+    fig.suptitle(f"The headline claims against compute per training image (rungs {', '.join(rungs)})", fontsize=11)
     return save_figure(fig, path)
 
 
@@ -254,7 +270,8 @@ def scale_markdown(result: ScaleResult) -> str:
              "d = AP difference of each claim (its better row minus the other, paired by seed), mean ± half-width "
              "of the 95% t-interval over seeds; paper = the same difference of the paper's numbers. The trend is the "
              "slope of d against log2(GFLOP per training image), AP per doubling of compute, with its 95% interval "
-             f"over seeds (stable: inside ±{STABLE_BAND:g}).", "",
+             f"over seeds (stable: inside ±{STABLE_BAND:g}). Rung S reads seeds 0-2 of the paper tables' runs "
+             "(DETA Table 1 and Align-DETR Table 5 have 5 seeds, so their d can differ a little).", "",
              "## Compute per rung", "", to_markdown(compute[["rung", "profile", "base", "gflop", "params_M"]]), "",
              "## d per rung", "", to_markdown(summary), "",
              "## Both verdicts per rung", "", to_markdown(verdict_table), "",
@@ -270,8 +287,8 @@ def scale_study(profile: str = "cpu", seeds: Any = None, results_dir: str | Path
                 data_root: str | None = None, rungs: Mapping[str, str] | None = None) -> ScaleResult:
     """Read the ``scale`` and ``scale_bases`` runs of every rung (train them first, e.g. with
     ``reproduce_table(..., profile=rung's profile)``), then write the per-rung lines, the trends,
-    the bases' lines, the Markdown and the figure. ``rungs``: rung -> profile (default
-    :func:`ladder_for` ``profile``)."""
+    the bases' lines, the Markdown and the figure. ``rungs``: rung -> profile, smallest first
+    (default: :func:`ladder_for` ``profile``)."""
     rungs = dict(rungs or ladder_for(profile))
     compute = rung_compute(rungs)
     per_rung, contrasts = rung_lines(rungs, compute, results_dir, seeds, data_root)
@@ -286,5 +303,5 @@ def scale_study(profile: str = "cpu", seeds: Any = None, results_dir: str | Path
     trends.to_csv(files["trend_csv"], index=False, float_format="%.4f")
     result.bases.to_csv(files["bases_csv"], index=False, float_format="%.4f")
     files["markdown"].write_text(scale_markdown(result))
-    plot_scale(per_rung, contrasts, trends, files["figure"])
+    plot_scale(per_rung, contrasts, trends, rungs, files["figure"])
     return result

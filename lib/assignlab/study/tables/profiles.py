@@ -53,19 +53,20 @@ PROFILES: dict[str, Profile] = {
 TABLE_SEEDS: dict[tuple[str, str], tuple[int, ...]] = {
     **{(name, "cpu"): (0, 1, 2, 3, 4) for name in ("deta_table1", "deta_table8", "align_table5")},
     # the scale ladder's look at the bases that do not learn at the cpu profile: one seed a rung
-    **{("scale_bases", profile): (0,) for profile in ("cpu", "cpu-m")},
+    **{("scale_bases", profile): (0,) for profile in ("cpu", "cpu-m", "cpu-l")},
 }
 
 
 # The scale ladder: rung -> profile, smallest first. Rung S is the cpu profile; M and L train its data
-# recipe and schedule with larger models (``assignlab.presets.LADDER``), for the ``scale`` tables.
+# recipe and schedule with larger models (``assignlab.presets.LADDER_MODELS``), for the ``scale`` tables.
 LADDER: dict[str, str] = {"S": "cpu", "M": "cpu-m", "L": "cpu-l"}
 
 
 def table_file_stem(table: str, profile: str) -> str:
-    """The name of ``table``'s files (``results/tables/<stem>.csv`` ...) at ``profile``: the table's
-    own, except at the ladder's larger rungs, whose files sit beside rung S's: ``<table>-<profile>``."""
-    return f"{table}-{profile}" if profile in list(LADDER.values())[1:] else table
+    """The name of ``table``'s files (``results/tables/<stem>.csv``, a saved verification ...) at
+    ``profile``: the table's own, except at the ladder's larger rungs, whose files sit beside rung
+    S's (the cpu profile's): ``<table>-<profile>``."""
+    return f"{table}-{profile}" if profile != LADDER["S"] and profile in LADDER.values() else table
 
 
 def get_profile(name: str) -> Profile:

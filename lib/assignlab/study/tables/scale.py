@@ -1,7 +1,7 @@
 """The scale ladder: do the headline claims hold, and how large are they, as the model grows?
 
 The rungs are profiles (:data:`~assignlab.study.tables.profiles.LADDER`): S is the cpu profile (its runs are the paper tables'),
-M and L (``cpu-m``, ``cpu-l``; :data:`assignlab.presets.LADDER`) train the same data recipe and
+M and L (``cpu-m``, ``cpu-l``; :data:`assignlab.presets.LADDER_MODELS`) train the same data recipe and
 schedule with larger models. Each rung runs the same two tables:
 
 - ``scale``: the headline claims' rows, taken from the paper tables (so rung S shares their runs):
@@ -17,14 +17,12 @@ The trend of each claim's difference against the compute per image is in
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Mapping
+from typing import Mapping
 
 from assignlab.presets import TWO_STAGE
-from assignlab.study.tables.overrides import only_at
-from assignlab.study.tables.profiles import LADDER
 from assignlab.study.tables.spec import Hypothesis, RowSpec, TableSpec, difference
 
-__all__ = ["BASES_RUNGS", "LADDER", "SCALE_CLAIMS", "SCALE_NOTEBOOK", "SCALE_TABLES", "scale_bases_table", "scale_table"]
+__all__ = ["BASES_RUNGS", "SCALE_CLAIMS", "SCALE_NOTEBOOK", "SCALE_TABLES", "scale_bases_table", "scale_table"]
 
 SCALE_TABLES = ("scale", "scale_bases")
 SCALE_NOTEBOOK = "scale"
@@ -64,23 +62,19 @@ SCALE_CLAIMS = (
      Hypothesis("Mixed matching adds to IA-BCE", difference("Align-DETR | DINO", "IA-BCE, one-to-one | DINO"), ">")),
 )
 
-# (label, paper table, its row, extra overrides): one seed each, at rungs S and M (BASES_RUNGS).
-# Two-stage DETR-DC5 selects its queries among the stride-16 tokens: 144 at rung M's 192 px, so it
-# keeps the cpu profile's 100 queries (the same run as at the cpu profile there).
+# (label, paper table, its row): one seed each, run by the scale notebook at rungs S and M (BASES_RUNGS)
 SCALE_BASE_ROWS = (
-    ("Hungarian | DETR-DC5", "deta_table1_detr", "Hungarian", only_at(LADDER["M"], {"model.num_queries": 100})),
-    ("Hungarian | DAB-DETR", "align_table2", "DAB-DETR", {}),
+    ("Hungarian | DETR-DC5", "deta_table1_detr", "Hungarian"),
+    ("Hungarian | DAB-DETR", "align_table2", "DAB-DETR"),
 )
 BASES_RUNGS = ("S", "M")
 
 
-def _copied_row(label: str, source: TableSpec, source_label: str, extra: Mapping[str, Any] | None = None) -> RowSpec:
-    """``source``'s row under ``label`` (with ``extra`` overrides), on its base, with its paper number
-    looked up in ``source``'s CSV."""
+def _copied_row(label: str, source: TableSpec, source_label: str) -> RowSpec:
+    """``source``'s row under ``label``, on its base, with its paper number looked up in ``source``'s CSV."""
     row = source.row(source_label)
     paper = replace(row.paper, table=source.paper_stem) if row.paper is not None else None
-    return RowSpec(label, {**row.overrides, **(extra or {})}, paper, f"{source.name}: {source_label}",
-                   row.base or source.base)
+    return RowSpec(label, row.overrides, paper, f"{source.name}: {source_label}", row.base or source.base)
 
 
 def scale_table(paper_tables: Mapping[str, TableSpec]) -> TableSpec:
@@ -101,10 +95,9 @@ def scale_bases_table(paper_tables: Mapping[str, TableSpec]) -> TableSpec:
     return TableSpec(
         name="scale_bases",
         title="The single-scale bases at each rung of the scale ladder (not in either paper)",
-        rows=tuple(_copied_row(label, paper_tables[table], source, extra)
-                   for label, table, source, extra in SCALE_BASE_ROWS),
+        rows=tuple(_copied_row(label, paper_tables[table], source) for label, table, source in SCALE_BASE_ROWS),
         claims=(),
         notes="Two-stage DETR-DC5 and DAB-DETR stay at the untrained floor at the cpu profile; one seed at rungs S "
-              "and M says whether a larger model lifts them off it. DETR-DC5 keeps 100 queries: it selects them "
-              "among its stride-16 tokens, 144 at rung M's 192 px.",
+              "and M says whether a larger model lifts them off it. DETR-DC5 keeps 100 queries at every rung: it "
+              "selects them among its stride-16 tokens, 144 at rung M's 192 px.",
     )
