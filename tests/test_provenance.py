@@ -112,3 +112,21 @@ def test_a_run_records_the_diff_beside_the_commit(repo, tmp_path, monkeypatch):
     assert result["git_diff"] == {"sha256": expected_sha256(repo), "files": ["a.txt"]}
     assert (out / SOURCE_DIFF_NAME).read_bytes() == git(repo, "diff", "HEAD", "--binary")
     assert read_result(out / "result.json")["git_diff"] == result["git_diff"]
+
+
+def test_a_worker_records_the_source_it_started_with(repo, tmp_path, monkeypatch):
+    """A study worker imports the code once and trains several runs: an edit made meanwhile is not
+    what it runs, so its later runs record the source pinned at its start."""
+    from assignlab.engine import run
+    from assignlab.presets import preset
+
+    monkeypatch.setattr(run, "_pinned_source", None)
+    monkeypatch.setattr(run, "source_diff", lambda: source_diff(repo))
+    monkeypatch.setattr(run, "git_commit", lambda: "c0ffee")
+    run.pin_source()  # a clean tree
+    (repo / "a.txt").write_text("edited after the worker started\n")
+    monkeypatch.setattr(run, "git_commit", lambda: "later-dirty")
+    cfg = preset("smoke").override({"data.root": str(tmp_path / "data"), "train.epochs": 1, "train.batch_size": 2})
+    result = run.train_run(cfg, seed=0, out_dir=tmp_path / "run", progress=False, max_steps_per_epoch=1)
+    assert result["git_commit"] == "c0ffee" and result["git_diff"] is None
+    assert not (tmp_path / "run" / SOURCE_DIFF_NAME).exists()

@@ -120,6 +120,23 @@ def source_diff(repo: str | Path = PACKAGE_DIR) -> SourceDiff | None:
     return SourceDiff(diff=diff, sha256=hashlib.sha256(diff).hexdigest(), files=tuple(files))
 
 
+_pinned_source: tuple[str | None, SourceDiff | None] | None = None
+
+
+def pin_source() -> None:
+    """Take this process's source (commit and modification) now, for every run it trains later. A
+    study worker imports the code when it starts and trains several runs: an edit or a commit made
+    meanwhile is not what it runs, so its runs must not record it."""
+    global _pinned_source
+    _pinned_source = (git_commit(), source_diff())
+
+
+def process_source() -> tuple[str | None, SourceDiff | None]:
+    """(commit, modification) of the code this process runs: the pinned one (:func:`pin_source`),
+    else the tree's now."""
+    return _pinned_source if _pinned_source is not None else (git_commit(), source_diff())
+
+
 def write_source_diff(out: Path, source: SourceDiff | None) -> None:
     """Write ``source.diff`` into the run folder ``out`` (atomically), or remove one left by an
     earlier session of the run when ``source`` is None, so that the folder's file is always the one
@@ -181,7 +198,7 @@ def train_run(
     if result_path.exists():
         return read_json(result_path)
     # the source this process imported, not the one found at the end after possible edits
-    commit, source = git_commit(), source_diff()
+    commit, source = process_source()
     if dist.is_main_process():
         write_source_diff(out, source)
 

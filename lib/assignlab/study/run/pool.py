@@ -40,9 +40,12 @@ def train_request(run: PlannedRun, paths: StudyPaths, device: str, max_steps_per
 def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     import torch
 
+    from assignlab.engine import run  # the training code this worker runs, loaded now ...
+
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     torch.set_num_threads(threads)
+    run.pin_source()  # ... and the commit and modification its runs record, taken at the same time
 
 
 def _die_with_parent(parent_pid: int) -> None:
