@@ -190,7 +190,7 @@ def scale_notebook() -> nbformat.NotebookNode:
             "log2(GFLOP per training image, counted), AP per doubling of compute: *growing* if its 95% interval "
             "over seeds is wholly above 0, *shrinking* if wholly below, *stable* if wholly inside ±0.5, else "
             "*inconclusive*; and whether it moves d towards the paper's value.\n\n"
-            "An M run takes about an hour on one core, an L run about two (the whole ladder about 29 hours on "
+            "An M run takes about 50 minutes on one core, an L run about 100 (the whole ladder about 27 hours on "
             "2 cores). One rung: `python -m assignlab study run --table scale --profile cpu-m`; some rungs: "
             f"`papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -y 'rungs: [S, M]'`. "
             f"Batch: `papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -p profile smoke` (a one-rung ladder)."),

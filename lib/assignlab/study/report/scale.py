@@ -188,24 +188,24 @@ def plot_scale(per_rung: pd.DataFrame, contrasts: pd.DataFrame, trends: pd.DataF
                              squeeze=False)
     trend_of = trends.set_index("claim")
     for ax, (short, claim) in zip(axes.flat, SCALE_CLAIMS):
-        rungs = per_rung[per_rung["claim"] == claim.statement]
+        lines = per_rung[per_rung["claim"] == claim.statement]
         points = contrasts[contrasts["claim"] == claim.statement]
         if len(points):
             ax.scatter(np.log2(points["gflop"]), points["d"], color="0.6", s=18, label="seed")
-        have = rungs[rungs["n_seeds"] > 0]
+        have = lines[lines["n_seeds"] > 0]
         if len(have):
             ax.errorbar(np.log2(have["gflop"]), have["mean"], yerr=np.nan_to_num(have["ci95"].to_numpy()),
                         fmt="o-", color="C0", capsize=3, label="mean, 95% CI")
-        paper = rungs["paper"].dropna()
+        paper = lines["paper"].dropna()
         if len(paper):
             ax.axhline(float(paper.iloc[0]), color="C3", linestyle="--", linewidth=1.2, label="paper")
         ax.axhline(0.0, color="0.3", linewidth=0.8)
-        ax.set_xticks(np.log2(rungs["gflop"]),
-                      [f"{r.rung}\n{r.gflop:.3g} GFLOP\n{r.params_M:.3g}M" for r in rungs.itertuples()], fontsize=8)
+        ax.set_xticks(np.log2(lines["gflop"]),
+                      [f"{r.rung}\n{r.gflop:.3g} GFLOP\n{r.params_M:.3g}M" for r in lines.itertuples()], fontsize=8)
         trend = trend_of.loc[claim.statement]
         slope = "" if math.isnan(trend["slope"]) else f"{trend['slope']:+.2f} AP/doubling, "
         ax.set_title(f"{short}\n{slope}{trend['verdict']}", fontsize=9)
-        ticks = np.log2(rungs["gflop"].to_numpy())
+        ticks = np.log2(lines["gflop"].to_numpy())
         ax.set_xlim(ticks.min() - 0.6, ticks.max() + 0.6)
         ax.set(xlabel="GFLOP per training image (log scale), parameters", ylabel="d (AP)")
         ax.xaxis.label.set_fontsize(8)
