@@ -80,7 +80,7 @@ def _copied_row(label: str, source: TableSpec, source_label: str) -> RowSpec:
 def scale_table(paper_tables: Mapping[str, TableSpec]) -> TableSpec:
     return TableSpec(
         name="scale",
-        title="The headline claims at three model sizes (not in either paper)",
+        title="The papers' headline claims at three model sizes (the scale ladder)",
         rows=tuple(_copied_row(label, paper_tables[table], source) for label, table, source in SCALE_ROWS),
         claims=tuple(claim for _, claim in SCALE_CLAIMS),
         notes="Rows of the paper tables, run at each rung of the scale ladder: S (the cpu profile, whose runs "
