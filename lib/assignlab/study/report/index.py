@@ -131,7 +131,7 @@ def scale_index_lines(root: Path, present: set[str], profile: str = "cpu") -> li
     if trends.exists():
         for trend in pd.read_csv(trends, keep_default_na=False, na_values=[""]).itertuples(index=False):
             slope = "" if pd.isna(trend.slope) else f"{trend.slope:+.2f} AP per doubling of compute" + (
-                "" if pd.isna(trend.ci95) else f" ± {trend.ci95:.2f}") + f", {trend.n_seeds} seeds; "
+                "" if pd.isna(trend.ci95) else f" ± {trend.ci95:.2f}") + f", {trend.n_seeds} seed{'s' if trend.n_seeds != 1 else ''}; "
             rungs = f"rungs {trend.covered}; " if isinstance(trend.covered, str) and trend.covered else ""
             lines.append(f"  - {trend.claim}: **{trend.verdict}** ({rungs}{slope}{trend.towards_paper})")
     return lines

@@ -31,16 +31,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from assignlab.config import Config
 from assignlab.engine.compute import parameter_count, training_gflop_per_image
 from assignlab.paths import in_project
 from assignlab.study.report.aggregate import claim_contrasts, collect_results, evaluate_claims, save_figure, to_markdown
-from assignlab.study.report.growth import STABLE_BAND, GROWING, SHRINKING, least_squares_slope, trend_verdict
+from assignlab.study.report.growth import STABLE_BAND, GROWING, SHRINKING, seed_slopes, trend_verdict
 from assignlab.study.report.stats import UNTRAINED_AP_FLOOR, t_interval
 from assignlab.study.tables.catalogue import get_table
 from assignlab.study.tables.profiles import LADDER
@@ -63,6 +65,14 @@ def ladder_for(profile: str, rungs: Sequence[str] | None = None) -> dict[str, st
     return {rung: name for rung, name in ladder.items() if rungs is None or rung in rungs}
 
 
+@lru_cache(maxsize=None)
+def counted_cost(config_json: str) -> tuple[float, float]:
+    """(training GFLOP per image, parameters in millions) of the config ``config_json``; counting
+    takes seconds per model, and every notebook run asks for the same few."""
+    config = Config.from_json(config_json)
+    return training_gflop_per_image(config), parameter_count(config) / 1e6
+
+
 def rung_compute(rungs: Mapping[str, str]) -> pd.DataFrame:
     """Per rung and base: profile, gflop (training GFLOP per image, counted) and params_M, of the first
     row of the ``scale`` table on that base (and of each ``scale_bases`` row at ``BASES_RUNGS``)."""
@@ -75,8 +85,8 @@ def rung_compute(rungs: Mapping[str, str]) -> pd.DataFrame:
             for row, config in spec.row_configs(profile):
                 configs.setdefault(row.base or spec.base, config)
         for base, config in configs.items():
-            lines.append({"rung": rung, "profile": profile, "base": base, "gflop": training_gflop_per_image(config),
-                          "params_M": parameter_count(config) / 1e6})
+            gflop, params = counted_cost(config.to_json())
+            lines.append({"rung": rung, "profile": profile, "base": base, "gflop": gflop, "params_M": params})
     return pd.DataFrame(lines, columns=["rung", "profile", "base", "gflop", "params_M"])
 
 
@@ -130,9 +140,9 @@ def claim_trends(contrasts: pd.DataFrame, per_rung: pd.DataFrame, rungs: Mapping
     for short, claim in SCALE_CLAIMS:
         mine = contrasts[contrasts["claim"] == claim.statement]
         covered = [rung for rung in rungs if rung in set(mine["rung"])]
-        slopes = [least_squares_slope(np.log2(by_seed["gflop"].to_numpy()), by_seed["d"].to_numpy())
-                  for _, by_seed in mine.groupby("seed") if set(by_seed["rung"]) == set(covered)]
-        interval = t_interval(pd.Series(slopes if len(covered) > 1 else [], dtype=float).dropna())
+        slopes = seed_slopes(mine.rename(columns={"claim": "pair", "rung": "factor", "gflop": "length",
+                                                  "d": "difference"}))["slope"]
+        interval = t_interval(slopes.dropna() if len(covered) > 1 else pd.Series([], dtype=float))
         if len(covered) < 2:
             verdict = f"no trend ({'one rung' if covered else 'no runs'})"
         elif interval.n == 0:
