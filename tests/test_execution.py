@@ -78,6 +78,34 @@ def test_an_unknown_precision_fails_before_the_run_makes_anything(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("flags, machine, precision, device, warns", [
+    ({"avx2", "fma", "avx512f"}, "x86_64", "bf16", "cpu", True),   # AVX-512 without its bf16 extension
+    ({"avx2", "fma"}, "x86_64", "bf16", "cpu", True),
+    ({"avx2", "avx512_bf16"}, "x86_64", "bf16", "cpu", False),
+    ({"avx2", "amx_bf16", "amx_tile"}, "x86_64", "bf16", "cpu", False),
+    ({"avx2", "fma"}, "x86_64", "fp32", "cpu", False),
+    ({"avx2", "fma"}, "x86_64", "bf16", "cuda", False),
+    (set(), "x86_64", "bf16", "cpu", False),                        # flags unreadable: no claim made
+    ({"fp", "asimd"}, "aarch64", "bf16", "cpu", False),
+])
+def test_bf16_on_a_cpu_without_native_bf16_is_called_slow(monkeypatch, flags, machine, precision, device, warns):
+    monkeypatch.setattr(execution, "all_cpu_flags", lambda: flags)
+    monkeypatch.setattr(execution.platform, "machine", lambda: machine)
+    reason = execution.emulated_precision_reason(precision, device)
+    assert (reason is not None) == warns
+    if warns:
+        assert "avx512_bf16 or amx_bf16" in reason and "slower than fp32" in reason
+
+
+def test_a_bf16_run_warns_once_before_training_on_a_cpu_without_native_bf16(tmp_path, monkeypatch):
+    monkeypatch.setattr(execution, "all_cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(execution.platform, "machine", lambda: "x86_64")
+    cfg = smoke_config(tmp_path, **{"train.precision": "bf16", "train.alignment_images": 0})
+    with pytest.warns(UserWarning, match="without native bf16") as caught:
+        train_run(cfg, seed=0, out_dir=tmp_path / "run", progress=False, max_steps_per_epoch=1, stop_after_epochs=1)
+    assert sum("native bf16" in str(w.message) for w in caught) == 1
+
+
 class _Raising(nn.Module):
     def forward(self, x):
         raise ValueError("bad input")

@@ -1,11 +1,13 @@
 """The scale ladder: its rungs, its tables (rung S shares the paper tables' runs) and the trend of
 each claim's difference against compute, checked on hand-made differences."""
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from assignlab.engine import execution
 from assignlab.engine.compute import training_gflop_per_image
 from assignlab.presets import LADDER_MODELS
 from assignlab.presets import preset
@@ -13,6 +15,7 @@ from assignlab.study.report.growth import GROWING, SHRINKING, STABLE
 from assignlab.study.report.scale import AWAY, NEITHER, TOWARDS, claim_trends, ladder_for
 from assignlab.study.report.study_claims import claim_sources
 from assignlab.study.run.plan import plan_runs
+from assignlab.study.run.runner import warn_slow_precision
 from assignlab.study.tables.catalogue import TABLES
 from assignlab.study.tables.paper import paper_value
 from assignlab.study.tables.profiles import LADDER, table_file_stem
@@ -50,7 +53,10 @@ def test_the_larger_rungs_are_other_runs_with_three_seeds():
         runs = plan_runs("scale", profile)
         assert len(runs) == 7 * 3 and {run.seed for run in runs} == {0, 1, 2}
         assert not {run.run_id for run in runs} & {run.run_id for run in plan_runs("scale", "cpu")}
-        assert all(run.config.train.precision == "bf16" and run.config.model.num_queries == 300 for run in runs)
+        assert all(run.config.model.num_queries == 300 for run in runs)
+    # M trains in fp32 like S (only the model changes), L in bf16
+    assert {run.config.train.precision for table in SCALE_TABLES for run in plan_runs(table, "cpu-m")} == {"fp32"}
+    assert {run.config.train.precision for table in SCALE_TABLES for run in plan_runs(table, "cpu-l")} == {"bf16"}
     # DETR-DC5 selects its queries among 12 x 12 stride-16 tokens at rung M's 192 px
     for profile, side in (("cpu-m", 192), ("cpu-l", 256)):
         detr = next(run for run in plan_runs("scale_bases", profile) if "DETR-DC5" in run.rows[0])
@@ -149,6 +155,18 @@ def test_the_ladders_files_and_index_entry_without_runs(tmp_path):
     assert len(lines) == 1 + len(SCALE_CLAIMS) and "**no trend (no runs)**" in lines[1]
 
 
+@pytest.mark.parametrize("n_seeds, words", [(1, "1 seed;"), (3, "3 seeds;")])
+def test_the_index_counts_the_seeds_of_a_trend(tmp_path, n_seeds, words):
+    from assignlab.study.report.index import scale_index_lines
+
+    (tmp_path / "tables").mkdir()
+    pd.DataFrame([{"claim": "a claim", "short": "a", "covered": "S, M", "slope": 0.37, "ci95": math.nan,
+                   "low": math.nan, "high": math.nan, "n_seeds": n_seeds, "verdict": "inconclusive (1 seed)",
+                   "towards_paper": NEITHER}]).to_csv(tmp_path / "tables" / "scale_ladder_trend.csv", index=False)
+    line = scale_index_lines(tmp_path, set(), "smoke")[1]
+    assert f"(rungs S, M; +0.37 AP per doubling of compute, {words} {NEITHER})" in line
+
+
 def test_the_budget_of_a_rung_is_estimated_from_runs_of_its_own_model_size(tmp_path):
     import json
 
@@ -179,3 +197,14 @@ def test_every_ladder_run_config_is_valid(profile):
         for _, config in TABLES[table].row_configs(profile):
             check_model_config(config.model)
             Criterion.from_config(config)
+
+
+def test_the_runner_warns_before_training_bf16_runs_on_a_cpu_that_emulates_bf16(monkeypatch):
+    monkeypatch.setattr(execution, "all_cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    monkeypatch.setattr(execution.platform, "machine", lambda: "x86_64")
+    with pytest.warns(UserWarning, match=r"^21 run\(s\) to train: train.precision=bf16 on a CPU without native bf16"):
+        warn_slow_precision(plan_runs("scale", "cpu-l"), "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warn_slow_precision(plan_runs("scale", "cpu-m"), "cpu")  # fp32: nothing to say
+        warn_slow_precision(plan_runs("scale", "cpu-l"), "cuda")

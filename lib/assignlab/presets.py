@@ -76,8 +76,8 @@ def _cpu() -> Config:
 # papers' depth and query count at half their width, rung L their transformer width too. M trains
 # in fp32 like S, so the two differ in size only, and runs on any CPU: bf16 is 1.3x faster at M
 # on a CPU with AMX but 9x slower on one without native bf16, where PyTorch emulates it. L trains
-# in bf16 (autocast; loss and assignment in fp32): 1.8x fp32 with AMX, and fp32 at L does not fit
-# a run in a working day on one core.
+# in bf16 (autocast; loss and assignment in fp32), 1.8x fp32 with AMX, to keep an L run under two
+# hours on one core; without native bf16 it needs a GPU.
 LADDER_MODELS: dict[str, dict[str, Any]] = {
     "cpu-m": {
         "model.hidden_dim": 128,

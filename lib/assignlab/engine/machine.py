@@ -44,9 +44,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def all_cpu_flags() -> set[str]:
+    """Every flag of the first processor in ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    return set(_first_cpu().get("flags", "").split())
+
+
 def cpu_flags() -> list[str]:
     """Which of ``NOTED_FLAGS`` the CPU has."""
-    flags = set(_first_cpu().get("flags", "").split())
+    flags = all_cpu_flags()
     return [flag for flag in NOTED_FLAGS if flag in flags]
 
 

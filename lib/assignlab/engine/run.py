@@ -18,6 +18,7 @@ import platform
 import random
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -40,7 +41,7 @@ from assignlab.engine.loop import (
     make_loader,
     train_one_epoch,
 )
-from assignlab.engine.execution import check_precision, maybe_compile
+from assignlab.engine.execution import check_precision, maybe_compile, emulated_precision_reason
 from assignlab.engine.files import CHECKPOINT_NAME, LOG_NAME, RESULT_NAME
 from assignlab.engine.machine import machine_info
 from assignlab.engine.optim import build_optimizer
@@ -191,6 +192,9 @@ def train_run(
     out = Path(out_dir)
     distributed = dist.init_distributed(device)
     torch_device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if device == "cuda" else device)
+    slow = emulated_precision_reason(cfg.train.precision, torch_device.type)
+    if slow and dist.is_main_process():
+        warnings.warn(slow, stacklevel=2)
     if dist.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
     dist.barrier()

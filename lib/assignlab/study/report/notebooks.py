@@ -181,7 +181,8 @@ def scale_notebook() -> nbformat.NotebookNode:
         new_markdown_cell(
             "# Do the verdicts survive scale? The headline claims on a ladder of three model sizes\n\n"
             f"Rungs {rungs}: S is the cpu profile (its runs are the paper tables'); M and L train the same data "
-            "recipe and schedule with larger models, in bf16 (`assignlab.presets.LADDER_MODELS`; sizes, costs and why in "
+            "recipe and schedule with larger models, M in fp32 like S and L in bf16, which needs a CPU with AMX or "
+            "AVX512-BF16, or a GPU (`assignlab.presets.LADDER_MODELS`; sizes, costs and why in "
             "`results/README.md`, \"The scale ladder\"). Trains the runs of the table `scale` that are not cached "
             "yet at each rung (DETA Table 1's three rows, DETA Table 7's Hungarian rows with and without decoder "
             "self-attention, Align-DETR Table 5's focal baseline, IA-BCE alone and the full Align-DETR on DINO; "
@@ -190,8 +191,8 @@ def scale_notebook() -> nbformat.NotebookNode:
             "log2(GFLOP per training image, counted), AP per doubling of compute: *growing* if its 95% interval "
             "over seeds is wholly above 0, *shrinking* if wholly below, *stable* if wholly inside ±0.5, else "
             "*inconclusive*; and whether it moves d towards the paper's value.\n\n"
-            "An M run takes about 50 minutes on one core, an L run about 100 (the whole ladder about 27 hours on "
-            "2 cores). One rung: `python -m assignlab study run --table scale --profile cpu-m`; some rungs: "
+            "An M run takes about 60 minutes on one core, an L run about 100 with AMX (the whole ladder about 30 "
+            "hours on 2 cores). One rung: `python -m assignlab study run --table scale --profile cpu-m`; some rungs: "
             f"`papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -y 'rungs: [S, M]'`. "
             f"Batch: `papermill notebooks/{SCALE_NOTEBOOK}.ipynb out.ipynb -p profile smoke` (a one-rung ladder)."),
         _parameters_cell(PARAMETERS + '\nrungs = None             # None: every rung (S, M, L at the cpu profile); or a '

@@ -68,7 +68,7 @@ def ladder_for(profile: str, rungs: Sequence[str] | None = None) -> dict[str, st
 @lru_cache(maxsize=None)
 def counted_cost(config_json: str) -> tuple[float, float]:
     """(training GFLOP per image, parameters in millions) of the config ``config_json``; counting
-    takes seconds per model, and every notebook run asks for the same few."""
+    takes seconds per model, and re-running the notebook's cells in one kernel counts none again."""
     config = Config.from_json(config_json)
     return training_gflop_per_image(config), parameter_count(config) / 1e6
 
@@ -140,6 +140,7 @@ def claim_trends(contrasts: pd.DataFrame, per_rung: pd.DataFrame, rungs: Mapping
     for short, claim in SCALE_CLAIMS:
         mine = contrasts[contrasts["claim"] == claim.statement]
         covered = [rung for rung in rungs if rung in set(mine["rung"])]
+        # the growth tables' per-seed slopes, with rungs for schedule factors and compute for length
         slopes = seed_slopes(mine.rename(columns={"claim": "pair", "rung": "factor", "gflop": "length",
                                                   "d": "difference"}))["slope"]
         interval = t_interval(slopes.dropna() if len(covered) > 1 else pd.Series([], dtype=float))

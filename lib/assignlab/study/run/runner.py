@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+import torch
 from tqdm.auto import tqdm  # a widget bar in a notebook, text on a terminal
 
+from assignlab.engine.execution import emulated_precision_reason
 from assignlab.jsonio import remove_stale_tmp_files
 from assignlab.study.run import locks
 from assignlab.study.run.executors import EXECUTORS, SlurmSettings, SubmititRunner, load_slurm_settings
@@ -80,6 +83,8 @@ def run_table(
             pending.append(run)
         else:
             report.outcomes.append(outcome)
+    if pending and settings is None:
+        warn_slow_precision(pending, device)
     while pending:
         to_train, busy = split_claimed(pending, paths, timeout)
         if to_train and settings is not None:
@@ -100,6 +105,15 @@ def run_table(
     if report.failed or progress:
         print(report.summary(), file=sys.stderr if report.failed else sys.stdout, flush=True)
     return report
+
+
+def warn_slow_precision(runs: Sequence[PlannedRun], device: str) -> None:
+    """Say once, before training, when runs use a precision this machine only emulates."""
+    for precision in sorted({run.config.train.precision for run in runs}):
+        reason = emulated_precision_reason(precision, torch.device(device).type)
+        if reason:
+            count = sum(run.config.train.precision == precision for run in runs)
+            warnings.warn(f"{count} run(s) to train: {reason}", stacklevel=3)
 
 
 def train_on_cluster(runs: Sequence[PlannedRun], paths: StudyPaths, profile: str, settings: SlurmSettings,
