@@ -161,6 +161,10 @@ QUOTES = [
             ("DETA, K=inf", "at AP {ours:.1f}"), ("Hungarian", "against {ours:.1f}, both")),
     *quoted("DETA K=inf beats Hungarian by", "scale",
             ("DETA, K=inf", "rung S's {ours:.1f} and"), ("Hungarian", "and {ours:.1f}:")),
+    *quoted("Hungarian with decoder self-attention against without it", "scale-cpu-m_claims",
+            ("Hungarian matching needs decoder self-attention", "without it: {mean:+.2f} (rung S")),
+    *quoted("Hungarian with decoder self-attention against without it", "scale_claims",
+            ("Hungarian matching needs decoder self-attention", "(rung S: " + D_CI2 + "; paper {paper:+.1f})")),
     # The growth tables
     *quoted("DETA (K=4) beats Hungarian matching at every length", "growth_deta_vs_hungarian_claims",
             ("DETA (K=4) beats Hungarian at 0.5x the schedule", f"{D_CI1} (0.5x)"),
